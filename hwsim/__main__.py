@@ -1,0 +1,4 @@
+"""`python -m hwsim` is the `hwsim` command."""
+from hwsim.cli import main
+
+raise SystemExit(main())

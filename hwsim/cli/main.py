@@ -1,0 +1,84 @@
+"""Argument parsing and dispatch. User mistakes end in one line on stderr and exit status 2."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hwsim.errors import HwsimError
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hwsim", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def outputs(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--csv", metavar="PATH", help="write the per-layer table as CSV")
+        sp.add_argument("--json", metavar="PATH", help="write the per-layer table and summary as JSON")
+
+    def hw(sp: argparse.ArgumentParser, required: bool = True) -> None:
+        sp.add_argument("--hw", required=required, metavar="CONFIG",
+                        help="accelerator: a YAML under hw_configs/ or a SCALE-Sim v3 .cfg")
+        sp.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        dest="overrides", help="override a config field (repeatable)")
+        sp.add_argument("--convention", choices=["torch", "scalesim"], default=None,
+                        help="output-size convention: torch (padding applied) or scalesim "
+                             "(unpadded, ceil((H-F+s)/s))")
+
+    def quant_opts(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--bits", type=int, default=8, help="weight bits (default 8)")
+        sp.add_argument("--act-bits", type=int, default=None, help="activation bits (default: --bits)")
+        sp.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales")
+        sp.add_argument("--requant", choices=["dyadic", "float32"], default="dyadic")
+        sp.add_argument("--acc-bits", type=int, default=32, help="accumulator width in bits")
+        sp.add_argument("--acc-mode", choices=["wrap", "saturate"], default="wrap")
+
+    sp = sub.add_parser("demo", help="MobileNetV2 int8: bit-accurate run, verification, cost")
+    hw(sp, required=False)
+    outputs(sp)
+    sp.add_argument("--backend", choices=["fast", "reference"], default="fast")
+
+    sp = sub.add_parser("simulate", help="cost a network on an accelerator, layer by layer")
+    hw(sp)
+    sp.add_argument("--model", required=True, metavar="NAME_OR_PATH",
+                    help="built-in workload (resnet18, resnet50, mobilenet_v2) or a saved "
+                         "integer program (.json)")
+    sp.add_argument("--batch", type=int, default=1)
+    outputs(sp)
+
+    sp = sub.add_parser("cost", help="cost a SCALE-Sim topology CSV on an accelerator")
+    hw(sp)
+    sp.add_argument("--topology", required=True, metavar="CSV", help="SCALE-Sim topology file")
+    outputs(sp)
+
+    sp = sub.add_parser("verify", help="integer program vs fake-quant vs float, per layer")
+    sp.add_argument("--model", default="mobilenet_v2", help="built-in model (default mobilenet_v2)")
+    quant_opts(sp)
+    sp.add_argument("--backend", choices=["fast", "reference"], default="fast")
+    sp.add_argument("--save-program", metavar="PATH", help="also save the integer program")
+    outputs(sp)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from hwsim.cli import commands
+
+    handler = {"demo": commands.demo, "simulate": commands.simulate, "cost": commands.cost,
+               "verify": commands.verify}[args.command]
+    try:
+        return handler(args) or 0
+    except (HwsimError, _quant_errors(), FileNotFoundError, IsADirectoryError) as exc:
+        print(f"hwsim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"hwsim {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _quant_errors() -> type[Exception]:
+    # quant pulls in torch; only import its error type if quant is already loaded.
+    mod = sys.modules.get("quant.errors")
+    return mod.QuantError if mod is not None else HwsimError
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

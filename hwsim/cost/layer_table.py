@@ -1,0 +1,134 @@
+"""Layers as columns of int64 arrays: the vectorized view the cost model computes on.
+
+Building the table is the only per-layer Python loop; everything after it is numpy over layers.
+The allocator can price many (layer, option) pairs by building one table and re-pricing it with
+`with_bits` / `take` instead of creating `LayerShape` objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from operator import attrgetter
+from typing import Sequence
+
+import numpy as np
+
+from hwsim.errors import WorkloadError
+from hwsim.workloads.layer import LayerShape, check_convention
+
+_INT_FIELDS = ("in_h", "in_w", "in_channels", "out_channels", "kernel_h", "kernel_w",
+               "stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right",
+               "dilation_h", "dilation_w", "groups", "batch", "act_bits", "weight_bits")
+_GET = attrgetter(*_INT_FIELDS)
+
+
+def _out_size(size, lo, hi, kernel, stride, dilation, convention: str) -> np.ndarray:
+    extent = dilation * (kernel - 1) + 1
+    if convention == "torch":
+        return (size + lo + hi - extent) // stride + 1
+    return -(-(size - extent + stride) // stride)
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """One row per layer; every size column is an int64 array of length ``len(names)``.
+
+    Derived GEMM view per conv group: ``sr`` = out_h * out_w * batch (output pixels),
+    ``sc`` = out_channels / groups (filters), ``t`` = kernel_h * kernel_w * in_channels / groups.
+    """
+
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]
+    convention: str
+    in_h: np.ndarray
+    in_w: np.ndarray
+    in_channels: np.ndarray
+    out_channels: np.ndarray
+    kernel_h: np.ndarray
+    kernel_w: np.ndarray
+    stride_h: np.ndarray
+    stride_w: np.ndarray
+    pad_top: np.ndarray
+    pad_left: np.ndarray
+    pad_bottom: np.ndarray
+    pad_right: np.ndarray
+    dilation_h: np.ndarray
+    dilation_w: np.ndarray
+    groups: np.ndarray
+    batch: np.ndarray
+    act_bits: np.ndarray
+    weight_bits: np.ndarray
+    out_h: np.ndarray
+    out_w: np.ndarray
+
+    @classmethod
+    def from_layers(cls, layers: Sequence[LayerShape], convention: str = "torch") -> "LayerTable":
+        """Tabulate `layers` and compute output sizes under `convention`."""
+        check_convention(convention)
+        if len(layers) == 0:
+            raise WorkloadError("cannot cost an empty workload: no layers given")
+        values = np.array([_GET(layer) for layer in layers], dtype=np.int64).reshape(len(layers), -1)
+        cols = {name: values[:, i] for i, name in enumerate(_INT_FIELDS)}
+        out_h = _out_size(cols["in_h"], cols["pad_top"], cols["pad_bottom"], cols["kernel_h"],
+                          cols["stride_h"], cols["dilation_h"], convention)
+        out_w = _out_size(cols["in_w"], cols["pad_left"], cols["pad_right"], cols["kernel_w"],
+                          cols["stride_w"], cols["dilation_w"], convention)
+        bad = np.flatnonzero((out_h <= 0) | (out_w <= 0))
+        if bad.size:
+            names = [layers[i].name for i in bad[:5]]
+            raise WorkloadError(f"layers {names}: output size is not positive under the "
+                                f"{convention!r} convention (kernel larger than the input)")
+        return cls(names=tuple(l.name for l in layers), kinds=tuple(l.kind for l in layers),
+                   convention=convention, out_h=out_h, out_w=out_w, **cols)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    # GEMM view (one group) ---------------------------------------------------------------------
+    @property
+    def sr(self) -> np.ndarray:
+        return self.out_h * self.out_w * self.batch
+
+    @property
+    def sc(self) -> np.ndarray:
+        return self.out_channels // self.groups
+
+    @property
+    def t(self) -> np.ndarray:
+        return self.kernel_h * self.kernel_w * (self.in_channels // self.groups)
+
+    @property
+    def macs(self) -> np.ndarray:
+        return self.groups * self.sr * self.sc * self.t
+
+    # Operand sizes -----------------------------------------------------------------------------
+    @property
+    def ifmap_elems(self) -> np.ndarray:
+        """Input activations as stored (unpadded: padding is generated on chip)."""
+        return self.batch * self.in_channels * self.in_h * self.in_w
+
+    @property
+    def filter_elems(self) -> np.ndarray:
+        return self.groups * self.sc * self.t
+
+    @property
+    def ofmap_elems(self) -> np.ndarray:
+        return self.batch * self.out_channels * self.out_h * self.out_w
+
+    # Re-pricing helpers ------------------------------------------------------------------------
+    def with_bits(self, act_bits: np.ndarray | int, weight_bits: np.ndarray | int) -> "LayerTable":
+        """The same layers at other operand widths (broadcast to the number of layers)."""
+        n = len(self)
+        act = np.broadcast_to(np.asarray(act_bits, dtype=np.int64), (n,)).copy()
+        wgt = np.broadcast_to(np.asarray(weight_bits, dtype=np.int64), (n,)).copy()
+        if (act <= 0).any() or (wgt <= 0).any():
+            raise WorkloadError("with_bits: act_bits and weight_bits must be positive integers")
+        return replace(self, act_bits=act, weight_bits=wgt)
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> "LayerTable":
+        """Rows `indices` (repeats allowed), e.g. ``take(np.repeat(np.arange(n), k))``."""
+        idx = np.asarray(indices, dtype=np.int64)
+        arrays = {f.name: getattr(self, f.name)[idx] for f in fields(self)
+                  if isinstance(getattr(self, f.name), np.ndarray)}
+        return replace(self, names=tuple(self.names[i] for i in idx),
+                       kinds=tuple(self.kinds[i] for i in idx), **arrays)

@@ -1,0 +1,130 @@
+"""`cost_network`: per-layer and total latency, traffic, energy and utilization of a workload.
+
+Timing model: compute cycles come from the compute unit (for a systolic array, SCALE-Sim v3's
+CALC-mode formulas), times groups (each group of a grouped/depthwise conv is its own GEMM, run
+back to back) and bit passes (operands wider than the datapath are bit-sliced). Memory transfers
+are double-buffered and overlap compute perfectly, so a layer takes
+``max(compute_cycles, ceil(max over levels of transfer cycles))``; the excess over compute is
+``stall_cycles``. Layers run one after another.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from hwsim.arch.accelerator import Accelerator
+from hwsim.cost.energy import EnergyTable, accesses, energy_pj
+from hwsim.cost.layer_table import LayerTable
+from hwsim.cost.traffic import memory_traffic, transfer_cycles
+from hwsim.workloads.layer import LayerShape
+
+
+def cost_table(accel: Accelerator, table: LayerTable) -> dict[str, np.ndarray]:
+    """All per-layer cost columns as numpy arrays (the allocator's hot path; no DataFrame).
+
+    Columns: macs, mac_actions, passes, compute_cycles, stall_cycles, total_cycles, latency_s,
+    ``<level>_read_bytes``/``_write_bytes``/``_read_accesses``/``_write_accesses`` per level,
+    energy_compute_pj, ``energy_<level>_pj``, energy_total_pj, utilization.
+    """
+    unit = accel.compute
+    traffic = memory_traffic(accel, table)
+    passes = traffic.passes
+    macs = table.macs
+    compute = table.groups * passes * unit.compute_cycles(table.sr, table.sc, table.t)
+    moving = transfer_cycles(accel, traffic)
+    bound = np.ceil(np.max(np.stack(list(moving.values())), axis=0)).astype(np.int64)
+    total = np.maximum(compute, bound)
+
+    energies = EnergyTable.for_accelerator(accel)
+    counts: dict[str, np.ndarray] = {"mac": macs * passes}
+    for level in accel.levels:
+        counts[f"{level.name}_read"] = accesses(traffic.reads[level.name], level.access_bits)
+        counts[f"{level.name}_write"] = accesses(traffic.writes[level.name], level.access_bits)
+    energy = energy_pj(counts, energies)
+
+    cols: dict[str, np.ndarray] = {
+        "macs": macs,
+        "mac_actions": counts["mac"],
+        "passes": passes,
+        "compute_cycles": compute,
+        "stall_cycles": total - compute,
+        "total_cycles": total,
+        "latency_s": total / accel.clock_hz,
+    }
+    for level in accel.levels:
+        name = level.name
+        cols[f"{name}_read_bytes"] = traffic.reads[name]
+        cols[f"{name}_write_bytes"] = traffic.writes[name]
+        cols[f"{name}_read_accesses"] = counts[f"{name}_read"]
+        cols[f"{name}_write_accesses"] = counts[f"{name}_write"]
+    cols["energy_compute_pj"] = energy["compute"]
+    for level in accel.levels:
+        cols[f"energy_{level.name}_pj"] = energy[level.name]
+    cols["energy_total_pj"] = sum(energy.values())
+    # Useful MACs per PE-cycle; at most 1 except on a 1x1 output-stationary array, where
+    # SCALE-Sim's "- 1" makes the cycle count one less than the MACs.
+    cols["utilization"] = macs / (compute * unit.pe_count)
+    return cols
+
+
+@dataclass(frozen=True)
+class NetworkCost:
+    """Cost of a workload on an accelerator: `per_layer` (one row per layer) and totals.
+
+    Units: cycles at the accelerator clock, seconds, bytes, pJ. `utilization` is total MACs over
+    (total compute cycles x PEs).
+    """
+
+    accelerator: str
+    convention: str
+    per_layer: pd.DataFrame
+    macs: int
+    compute_cycles: int
+    stall_cycles: int
+    total_cycles: int
+    latency_s: float
+    energy_compute_pj: float
+    energy_total_pj: float
+    dram_bytes: int
+    utilization: float
+
+    def totals(self) -> dict[str, float | int | str]:
+        """The scalar totals as a dict (for reports and JSON)."""
+        return {k: getattr(self, k) for k in (
+            "accelerator", "convention", "macs", "compute_cycles", "stall_cycles",
+            "total_cycles", "latency_s", "energy_compute_pj", "energy_total_pj", "dram_bytes",
+            "utilization")}
+
+    def energy_by_level_pj(self) -> dict[str, float]:
+        """Total energy per memory level plus "compute", in pJ."""
+        cols = [c for c in self.per_layer.columns if c.startswith("energy_") and c != "energy_total_pj"]
+        return {c[len("energy_"):-len("_pj")]: float(self.per_layer[c].sum()) for c in cols}
+
+
+def cost_network(accel: Accelerator, layers: Sequence[LayerShape], *,
+                 convention: str = "torch") -> NetworkCost:
+    """Price `layers`, run in order on `accel`. `convention` sets output sizes ("torch" pads,
+    "scalesim" takes the input as already padded)."""
+    table = LayerTable.from_layers(layers, convention)
+    cols = cost_table(accel, table)
+    frame = pd.DataFrame({"name": list(table.names), "kind": list(table.kinds), **cols,
+                          "unit": accel.compute.kind})
+    pes = accel.compute.pe_count
+    return NetworkCost(
+        accelerator=accel.name,
+        convention=convention,
+        per_layer=frame,
+        macs=int(cols["macs"].sum()),
+        compute_cycles=int(cols["compute_cycles"].sum()),
+        stall_cycles=int(cols["stall_cycles"].sum()),
+        total_cycles=int(cols["total_cycles"].sum()),
+        latency_s=float(cols["total_cycles"].sum() / accel.clock_hz),
+        energy_compute_pj=float(cols["energy_compute_pj"].sum()),
+        energy_total_pj=float(cols["energy_total_pj"].sum()),
+        dram_bytes=int(cols["dram_read_bytes"].sum() + cols["dram_write_bytes"].sum()),
+        utilization=float(cols["macs"].sum() / (cols["compute_cycles"].sum() * pes)),
+    )

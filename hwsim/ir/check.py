@@ -1,0 +1,83 @@
+"""Verifier for integer programs: every node well-formed before anything executes it."""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+
+from hwsim.errors import ProgramError
+from hwsim.ir.ops import ACCUMULATOR_MODES, OPS, REQUANT_MODES
+from hwsim.ir.program import IntProgram, Node
+
+
+def check_program(program: IntProgram) -> None:
+    """Raise ProgramError listing every malformed node; return None when the program is sound."""
+    errors: list[str] = []
+    if program.input_name is None:
+        errors.append("no input node")
+    if not nx.is_directed_acyclic_graph(program.graph):
+        errors.append("the graph has a cycle")
+    for name in program.graph.nodes:
+        errors.extend(f"node {name!r}: {msg}" for msg in _node_errors(program, program.node(name)))
+    if errors:
+        raise ProgramError(f"program {program.name!r} is malformed:\n  " + "\n  ".join(errors))
+
+
+def _node_errors(program: IntProgram, node: Node) -> list[str]:
+    spec = OPS.get(node.op)
+    if spec is None:
+        return [f"unknown op {node.op!r}; known ops: {', '.join(sorted(OPS))}"]
+    errs: list[str] = []
+    n_in = len(node.inputs)
+    if spec.arity is None and n_in < 1:
+        errs.append(f"{node.op} needs at least one input, got none")
+    elif spec.arity is not None and n_in != spec.arity:
+        errs.append(f"{node.op} takes {spec.arity} input(s), got {n_in}")
+    for src in node.inputs:
+        if src not in program:
+            errs.append(f"input {src!r} is not a node of the program")
+    errs += [f"missing attribute {a!r}" for a in spec.attrs if a not in node.attrs]
+    errs += [f"missing array {a!r}" for a in spec.arrays if a not in node.arrays]
+    if errs:
+        return errs
+    if "accumulator" in spec.attrs:
+        acc = node.attrs["accumulator"]
+        if acc.get("mode") not in ACCUMULATOR_MODES:
+            errs.append(f"accumulator mode must be one of {ACCUMULATOR_MODES}, got {acc.get('mode')!r}")
+        if not isinstance(acc.get("bits"), int) or not 8 <= acc["bits"] <= 64:
+            errs.append(f"accumulator bits must be an int in [8, 64], got {acc.get('bits')!r}")
+    if spec.requantizes:
+        errs += _requant_errors(node)
+    if node.op in ("conv2d", "linear"):
+        errs += _weight_errors(program, node)
+    return errs
+
+
+def _requant_errors(node: Node) -> list[str]:
+    rq = node.attrs["requant"]
+    mode = rq.get("mode")
+    if mode not in REQUANT_MODES:
+        return [f"requant mode must be one of {REQUANT_MODES}, got {mode!r}"]
+    needed = ("rq_multiplier", "rq_shift") if mode == "dyadic" else ("rq_scale_f32",)
+    errs = [f"requant mode {mode!r} needs array {a!r}" for a in needed if a not in node.arrays]
+    lo, hi = rq.get("clamp", (None, None))
+    if not (isinstance(lo, int) and isinstance(hi, int) and node.out.qmin <= lo <= hi <= node.out.qmax):
+        errs.append(f"requant clamp {rq.get('clamp')!r} must be ints within "
+                    f"[{node.out.qmin}, {node.out.qmax}]")
+    return errs
+
+
+def _weight_errors(program: IntProgram, node: Node) -> list[str]:
+    w = node.arrays["weight"]
+    errs = []
+    if not np.issubdtype(w.dtype, np.integer):
+        errs.append(f"weight must hold integer codes, got dtype {w.dtype}")
+    k = w.shape[0]
+    if node.arrays["weight_zero_point"].shape not in ((), (k,)):
+        errs.append(f"weight_zero_point must be a scalar or ({k},), "
+                    f"got {node.arrays['weight_zero_point'].shape}")
+    if "bias" in node.arrays and node.arrays["bias"].shape != (k,):
+        errs.append(f"bias must have shape ({k},), got {node.arrays['bias'].shape}")
+    expected_w_ndim = 4 if node.op == "conv2d" else 2
+    if w.ndim != expected_w_ndim:
+        errs.append(f"{node.op} weight must be {expected_w_ndim}-D, got shape {w.shape}")
+    return errs

@@ -1,0 +1,54 @@
+"""The integer program's operations: one table says what each op needs.
+
+The verifier (`check.py`) and the executor (`hwsim.executor`) both read this table, so adding an
+op means adding one entry here and one handler in the executor.
+
+Requantizing ops carry `attrs["requant"]` = {"mode": "dyadic" | "float32", "clamp": [lo, hi]}
+and, per mode, arrays `rq_multiplier` + `rq_shift` (dyadic: real multiplier = m * 2^-shift,
+int64, one per output channel or one per input for add/concat) or `rq_scale_f32` (float32).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REQUANT_MODES = ("dyadic", "float32")
+ACCUMULATOR_MODES = ("wrap", "saturate")
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """What a node of this op must carry. `arity` None means one or more inputs."""
+
+    name: str
+    arity: int | None
+    attrs: tuple[str, ...]
+    arrays: tuple[str, ...]
+    requantizes: bool
+    doc: str
+
+
+_SPECS = [
+    OpSpec("input", 0, (), (), False, "The program input: integer codes of shape out_shape."),
+    OpSpec("conv2d", 1, ("stride", "padding", "dilation", "groups", "accumulator", "requant",
+                         "input_zero_point"),
+           ("weight", "weight_zero_point"), True,
+           "acc = bias + sum (x - zp_x)(w - zp_w) over (c, r, s); padding (top, left, bottom, right) "
+           "is zero in the real domain; then requantize per output channel."),
+    OpSpec("linear", 1, ("accumulator", "requant", "input_zero_point"),
+           ("weight", "weight_zero_point"), True,
+           "acc = bias + (x - zp_x) @ (w - zp_w)^T; then requantize per output feature."),
+    OpSpec("add", 2, ("requant", "input_zero_points"), (), True,
+           "y = clamp(round((a - zp_a) M_a + (b - zp_b) M_b) + zp_y): residual add with rescaling."),
+    OpSpec("maxpool2d", 1, ("kernel", "stride", "padding", "dilation", "ceil_mode"), (), False,
+           "Max over windows of codes (exact; output quantization = input quantization)."),
+    OpSpec("avgpool2d", 1, ("kernel", "stride", "padding", "global", "input_zero_point",
+                            "requant"), (), True,
+           "Window sum of (x - zp_x) requantized with M = s_x / (count s_y)."),
+    OpSpec("flatten", 1, ("start_dim",), (), False, "Reshape; codes unchanged."),
+    OpSpec("concat", None, ("axis", "requant", "input_zero_points"), (), True,
+           "Each input requantized to the output scale with M_i = s_i / s_y, then concatenated."),
+    OpSpec("clamp", 1, ("requant", "input_zero_point"), (), True,
+           "Requantize (x - zp_x) with M = s_x / s_y, clamped to the activation range."),
+]
+
+OPS: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}

@@ -1,0 +1,72 @@
+"""Exact integer kernels (torch-free): conv2d / linear accumulators, requantization, pooling,
+quantized add. Each fast kernel has an int64/Python-int definition in ``reference``."""
+
+from hwsim.kernels.conv import conv2d_int, linear_int
+from hwsim.kernels.fused import (
+    PreparedConv,
+    PreparedLinear,
+    prepare_conv2d,
+    prepare_linear,
+    conv2d_requantize_dyadic,
+    conv2d_requantize_float32,
+    linear_requantize_dyadic,
+    linear_requantize_float32,
+)
+from hwsim.kernels.pool import global_sum_pool, max_pool2d, sum_pool2d
+from hwsim.kernels.reference import (
+    add_requantize_dyadic_reference,
+    add_requantize_float32_reference,
+    conv2d_int_reference,
+    linear_int_reference,
+    max_pool2d_reference,
+    requantize_dyadic_reference,
+    requantize_float32_reference,
+    sum_pool2d_reference,
+)
+from hwsim.kernels.requant import (
+    add_requantize_dyadic,
+    add_requantize_float32,
+    dyadic_multiplier,
+    dyadic_multiplier_pair,
+    ort_output_scale,
+    requantize_dyadic,
+    requantize_float32,
+)
+from hwsim.kernels._requant_checks import output_dtype
+from hwsim.kernels.types import AccumResult, AccumulatorSpec, PoolSumResult, RequantResult
+
+__all__ = [
+    "PreparedConv",
+    "PreparedLinear",
+    "prepare_conv2d",
+    "prepare_linear",
+    "AccumResult",
+    "AccumulatorSpec",
+    "PoolSumResult",
+    "RequantResult",
+    "conv2d_requantize_dyadic",
+    "conv2d_requantize_float32",
+    "linear_requantize_dyadic",
+    "linear_requantize_float32",
+    "add_requantize_dyadic",
+    "add_requantize_dyadic_reference",
+    "add_requantize_float32",
+    "add_requantize_float32_reference",
+    "conv2d_int",
+    "conv2d_int_reference",
+    "dyadic_multiplier",
+    "dyadic_multiplier_pair",
+    "global_sum_pool",
+    "linear_int",
+    "linear_int_reference",
+    "max_pool2d",
+    "max_pool2d_reference",
+    "ort_output_scale",
+    "output_dtype",
+    "requantize_dyadic",
+    "requantize_dyadic_reference",
+    "requantize_float32",
+    "requantize_float32_reference",
+    "sum_pool2d",
+    "sum_pool2d_reference",
+]

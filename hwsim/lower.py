@@ -1,0 +1,224 @@
+"""QuantizedModel (quant) -> integer program (hwsim).
+
+Reads only the QuantizedModel's numpy API (graph records, integer codes, scales, zero points), so
+this module does not import torch itself. Requantization constants are derived here, once:
+
+- dyadic: M = s_in * s_w / s_out stored as m * 2^-shift (m a 31-bit integer), round half up;
+- float32: ONNX Runtime's order, scale = f32(f32(s_in * s_w) / s_out), round half to even.
+
+A fused activation clamp [lo, hi] (ReLU, ReLU6) becomes the integer clamp
+[max(qmin, zp + round(lo / s)), min(qmax, zp + round(hi / s))], computed in float32 like the
+fake-quant forward, so that clamping codes equals quantizing clamped reals.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from hwsim.errors import ProgramError
+from hwsim.ir import IntProgram, Node, TensorQuant, check_program
+from hwsim.ir.ops import ACCUMULATOR_MODES, REQUANT_MODES
+from hwsim.kernels import dyadic_multiplier, dyadic_multiplier_pair, ort_output_scale
+
+
+def lower(qm: Any, *, requant: str = "dyadic", accumulator_bits: int = 32,
+          accumulator_mode: str = "wrap", name: str = "program") -> IntProgram:
+    """Build the integer program of a `quant.QuantizedModel`.
+
+    `requant`: "dyadic" (integer-only) or "float32" (ONNX Runtime's float order).
+    `accumulator_bits`/`accumulator_mode`: the accumulator of every conv/linear ("wrap" or
+    "saturate" at every step).
+    """
+    if requant not in REQUANT_MODES:
+        raise ProgramError(f"requant must be one of {REQUANT_MODES}, got {requant!r}")
+    if accumulator_mode not in ACCUMULATOR_MODES:
+        raise ProgramError(f"accumulator_mode must be one of {ACCUMULATOR_MODES}, "
+                           f"got {accumulator_mode!r}")
+    if not (isinstance(accumulator_bits, int) and 8 <= accumulator_bits <= 64):
+        raise ProgramError(f"accumulator_bits must be an int in [8, 64], got {accumulator_bits!r}")
+    ctx = _Lowering(qm, requant, {"bits": accumulator_bits, "mode": accumulator_mode})
+    program = IntProgram(name)
+    graph = qm.graph
+    for rec in graph.records.values():
+        handler = _LOWER.get(rec.op)
+        if handler is None:
+            raise ProgramError(f"layer {rec.name!r} ({rec.module_path}): op {rec.op!r} has no "
+                               f"integer lowering; supported: {', '.join(sorted(_LOWER))}")
+        program.add(handler(ctx, rec))
+    program.output_name = graph.output_name
+    check_program(program)
+    return program
+
+
+class _Lowering:
+    def __init__(self, qm: Any, requant: str, accumulator: dict) -> None:
+        self.qm, self.requant, self.accumulator = qm, requant, accumulator
+
+    def tq(self, name: str) -> TensorQuant:
+        p = self.qm.act_params(name)
+        return TensorQuant(float(np.asarray(p.scale).reshape(())),
+                           int(np.asarray(p.zero_point).reshape(())), int(p.fmt.qmin),
+                           int(p.fmt.qmax))
+
+    def clamp(self, rec, out: TensorQuant) -> list[int]:
+        lo, hi = out.qmin, out.qmax
+        if getattr(rec, "activation", None) is not None:
+            a_lo, a_hi = rec.activation
+            lo = max(lo, _code_of(a_lo, out))
+            hi = min(hi, _code_of(a_hi, out))
+        if lo > hi:
+            raise ProgramError(f"layer {rec.name!r}: activation range {rec.activation} is empty on "
+                               f"the output grid (scale {out.scale}, zero point {out.zero_point})")
+        return [int(lo), int(hi)]
+
+    def requant_arrays(self, real: np.ndarray, f32_parts: tuple | None) -> dict[str, np.ndarray]:
+        """Constants for multiplier(s) `real`; `f32_parts` = (s_in, s_w, s_out) for ORT order."""
+        if self.requant == "dyadic":
+            m, shift = dyadic_multiplier(np.asarray(real, dtype=np.float64))
+            return {"rq_multiplier": np.asarray(m, dtype=np.int64).reshape(-1),
+                    "rq_shift": np.asarray(shift, dtype=np.int64).reshape(-1)}
+        if f32_parts is None:
+            scale = np.asarray(real, dtype=np.float32)
+        else:
+            scale = np.asarray(ort_output_scale(*f32_parts), dtype=np.float32)
+        return {"rq_scale_f32": scale.reshape(-1)}
+
+
+def _code_of(value: float, tq: TensorQuant) -> int:
+    if math.isinf(value):
+        return tq.qmax if value > 0 else tq.qmin
+    return int(np.rint(np.float32(value) / np.float32(tq.scale))) + tq.zero_point
+
+
+def _lower_input(ctx: _Lowering, rec) -> Node:
+    return Node(rec.name, "input", (), tuple(rec.out_shape), ctx.tq(rec.name), source=rec.module_path)
+
+
+def _lower_dense(ctx: _Lowering, rec) -> Node:
+    qm = ctx.qm
+    src = rec.inputs[0]
+    x_q, out = ctx.tq(src), ctx.tq(rec.name)
+    wp = qm.weight_params(rec.name)
+    w_codes = qm.weight_codes(rec.name)
+    k_out = w_codes.shape[0]
+    s_w = np.broadcast_to(np.asarray(wp.scale, dtype=np.float64), (k_out,))
+    zp_w = np.broadcast_to(np.asarray(wp.zero_point, dtype=np.int64), (k_out,)).copy()
+    arrays: dict[str, np.ndarray] = {"weight": w_codes, "weight_zero_point": zp_w}
+    bias = qm.bias_codes(rec.name)
+    if bias is not None:
+        arrays["bias"] = np.asarray(bias, dtype=np.int64)
+    real = x_q.scale * s_w / out.scale
+    arrays.update(ctx.requant_arrays(real, (x_q.scale, s_w, out.scale)))
+    attrs: dict[str, Any] = {
+        "accumulator": dict(ctx.accumulator), "input_zero_point": x_q.zero_point,
+        "requant": {"mode": ctx.requant, "clamp": ctx.clamp(rec, out)},
+        "input_scale": x_q.scale, "output_scale": out.scale,
+        "weight_bits": int(wp.fmt.bits), "input_bits": x_q.bits,
+    }
+    if rec.op == "conv2d":
+        a = rec.attrs
+        attrs.update(stride=list(a["stride"]), padding=list(a["padding"]),
+                     dilation=list(a["dilation"]), groups=int(a["groups"]))
+    arrays["weight_scale"] = s_w.astype(np.float64)
+    return Node(rec.name, rec.op, tuple(rec.inputs), tuple(rec.out_shape), out, attrs, arrays,
+                source=rec.module_path)
+
+
+def _lower_add(ctx: _Lowering, rec) -> Node:
+    a, b = (ctx.tq(s) for s in rec.inputs)
+    out = ctx.tq(rec.name)
+    attrs = {"input_zero_points": [a.zero_point, b.zero_point],
+             "requant": {"mode": ctx.requant, "clamp": ctx.clamp(rec, out)}}
+    if ctx.requant == "dyadic":
+        m_a, m_b, shift = dyadic_multiplier_pair(a.scale / out.scale, b.scale / out.scale)
+        arrays = {"rq_multiplier": np.array([m_a, m_b], dtype=np.int64),
+                  "rq_shift": np.array([shift], dtype=np.int64)}
+    else:
+        arrays = {"rq_scale_f32": np.array([np.float32(a.scale) / np.float32(out.scale),
+                                            np.float32(b.scale) / np.float32(out.scale)],
+                                           dtype=np.float32)}
+    return Node(rec.name, "add", tuple(rec.inputs), tuple(rec.out_shape), out, attrs, arrays,
+                source=rec.module_path)
+
+
+def _same_quant(ctx: _Lowering, rec, op: str, attrs: dict) -> Node:
+    return Node(rec.name, op, tuple(rec.inputs), tuple(rec.out_shape), ctx.tq(rec.inputs[0]),
+                attrs, source=rec.module_path)
+
+
+def _lower_maxpool(ctx: _Lowering, rec) -> Node:
+    a = rec.attrs
+    return _same_quant(ctx, rec, "maxpool2d", {
+        "kernel": list(a["kernel"]), "stride": list(a["stride"]), "padding": list(a["padding"]),
+        "dilation": list(a.get("dilation", (1, 1))), "ceil_mode": bool(a.get("ceil_mode", False))})
+
+
+def _lower_flatten(ctx: _Lowering, rec) -> Node:
+    return _same_quant(ctx, rec, "flatten", {"start_dim": int(rec.attrs.get("start_dim", 1))})
+
+
+def _lower_avgpool(ctx: _Lowering, rec) -> Node:
+    a = rec.attrs
+    x_q, out = ctx.tq(rec.inputs[0]), ctx.tq(rec.name)
+    in_shape = ctx.qm.graph.records[rec.inputs[0]].out_shape
+    if a.get("global"):
+        count = int(in_shape[2] * in_shape[3])
+        attrs = {"global": True, "kernel": [int(in_shape[2]), int(in_shape[3])], "stride": [1, 1],
+                 "padding": [0, 0, 0, 0]}
+    else:
+        if any(a["padding"]) and not a.get("count_include_pad", True):
+            raise ProgramError(f"layer {rec.name!r}: avg pool with padding and "
+                               "count_include_pad=False has no integer lowering yet")
+        if a.get("ceil_mode"):
+            raise ProgramError(f"layer {rec.name!r}: avg pool with ceil_mode=True has no integer "
+                               "lowering yet")
+        count = int(a["kernel"][0] * a["kernel"][1])
+        attrs = {"global": False, "kernel": list(a["kernel"]), "stride": list(a["stride"]),
+                 "padding": list(a["padding"])}
+    attrs.update(input_zero_point=x_q.zero_point,
+                 requant={"mode": ctx.requant, "clamp": ctx.clamp(rec, out)})
+    real = np.array([x_q.scale / (count * out.scale)])
+    arrays = ctx.requant_arrays(real, None if ctx.requant == "dyadic" else
+                                (x_q.scale, np.array([1.0 / count]), out.scale))
+    return Node(rec.name, "avgpool2d", tuple(rec.inputs), tuple(rec.out_shape), out, attrs, arrays,
+                source=rec.module_path)
+
+
+def _lower_rescale(ctx: _Lowering, rec, op: str) -> Node:
+    ins = [ctx.tq(s) for s in rec.inputs]
+    out = ctx.tq(rec.name)
+    real = np.array([q.scale / out.scale for q in ins])
+    arrays = ctx.requant_arrays(real, None)
+    attrs: dict[str, Any] = {"requant": {"mode": ctx.requant, "clamp": ctx.clamp(rec, out)}}
+    if op == "concat":
+        attrs.update(axis=int(rec.attrs.get("axis", 1)),
+                     input_zero_points=[q.zero_point for q in ins])
+    else:
+        attrs["input_zero_point"] = ins[0].zero_point
+    return Node(rec.name, op, tuple(rec.inputs), tuple(rec.out_shape), out, attrs, arrays,
+                source=rec.module_path)
+
+
+def _lower_clamp(ctx: _Lowering, rec) -> Node:
+    if getattr(rec, "activation", None) is None and "min" in rec.attrs:
+        rec = _with_activation(rec, (float(rec.attrs["min"]), float(rec.attrs["max"])))
+    return _lower_rescale(ctx, rec, "clamp")
+
+
+class _with_activation:
+    """A record view whose activation is the standalone clamp's range."""
+
+    def __init__(self, rec, activation) -> None:
+        self._rec, self.activation = rec, activation
+
+    def __getattr__(self, item):
+        return getattr(self._rec, item)
+
+
+_LOWER = {
+    "input": _lower_input, "conv2d": _lower_dense, "linear": _lower_dense, "add": _lower_add,
+    "maxpool2d": _lower_maxpool, "flatten": _lower_flatten, "avgpool2d": _lower_avgpool,
+    "concat": lambda ctx, rec: _lower_rescale(ctx, rec, "concat"), "clamp": _lower_clamp,
+}

@@ -1,0 +1,14 @@
+"""Workloads: layer shapes, built-in networks and SCALE-Sim topology files."""
+
+from hwsim.workloads.builtin import builtin_workload, builtin_workload_names
+from hwsim.workloads.layer import CONVENTIONS, LayerShape, linear_layer
+from hwsim.workloads.topology_csv import load_topology_csv
+
+__all__ = [
+    "CONVENTIONS",
+    "LayerShape",
+    "builtin_workload",
+    "builtin_workload_names",
+    "linear_layer",
+    "load_topology_csv",
+]

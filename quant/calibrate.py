@@ -1,0 +1,104 @@
+"""Activation observers and the calibration pass over a captured float graph.
+
+An observer sees every batch of one record's output (after its fused activation).  It keeps the
+exact running min and max; for percentile or MSE clipping it also keeps a uniform random sample
+(reservoir sampling, Algorithm R, seeded) of at most ``reservoir_size`` values, on which the
+percentile or the MSE search is computed (the MSE search is anchored at the exact min/max).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from quant.errors import CalibrationError
+from quant.execute import float_params, run_graph
+from quant.formats import IntFormat, QuantParams, fit_int_params
+from quant.graph import LayerGraph, LayerRecord
+
+# Ops whose output gets its own calibrated activation parameters; the others (maxpool2d,
+# flatten) reuse their input's parameters, since they only move or select values.
+REQUANTIZING_OPS = ("input", "conv2d", "linear", "add", "avgpool2d", "concat", "clamp")
+
+
+class ActivationObserver:
+    """Running statistics of one activation tensor, for a per-tensor ``IntFormat``."""
+
+    def __init__(self, fmt: IntFormat, reservoir_size: int = 65536, seed: int = 0) -> None:
+        self.fmt = fmt
+        self.lo = np.inf
+        self.hi = -np.inf
+        self.count = 0
+        self._keep_sample = fmt.clipping != "minmax"
+        self._sample = np.empty(reservoir_size if self._keep_sample else 0, dtype=np.float32)
+        self._rng = np.random.default_rng(seed)
+
+    def update(self, t: torch.Tensor) -> None:
+        """Observe one batch (any shape, float)."""
+        if t.numel() == 0:
+            return
+        lo, hi = (float(v) for v in torch.aminmax(t.detach()))
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # min/max propagate NaN
+            raise CalibrationError("activation contains NaN or inf")
+        self.lo = min(self.lo, lo)
+        self.hi = max(self.hi, hi)
+        if self._keep_sample:
+            self._reservoir(t.detach().reshape(-1).cpu().numpy().astype(np.float32))
+        self.count += t.numel()
+
+    def _reservoir(self, vals: np.ndarray) -> None:
+        cap, n = self._sample.size, self.count
+        if n < cap:
+            take = min(cap - n, vals.size)
+            self._sample[n:n + take] = vals[:take]
+            vals, n = vals[take:], n + take
+        if vals.size:
+            # Element with global index i replaces slot j ~ U{0..i} when j < cap.
+            slots = self._rng.integers(0, np.arange(n, n + vals.size) + 1)
+            keep = slots < cap
+            self._sample[slots[keep]] = vals[keep]
+
+    def params(self) -> QuantParams:
+        """Fitted per-tensor parameters; CalibrationError if nothing was observed."""
+        if self.count == 0:
+            raise CalibrationError("no values were observed")
+        sample = self._sample[:min(self.count, self._sample.size)]
+        data = sample if self._keep_sample else np.array([self.lo, self.hi])
+        return fit_int_params(data, self.fmt, bounds=(self.lo, self.hi))
+
+
+def calibrate_activations(graph: LayerGraph, batches: Iterable[torch.Tensor], fmt: IntFormat,
+                          reservoir_size: int = 65536, seed: int = 0) -> dict[str, QuantParams]:
+    """Run the float graph on every batch; return per-tensor params of every requantizing record.
+
+    Args:
+        batches: float tensors shaped like the graph input (N, ...); at least one.
+    Returns: record name -> QuantParams for records whose op is in ``REQUANTIZING_OPS``.
+    """
+    names = [r.name for r in graph if r.op in REQUANTIZING_OPS]
+    observers = {name: ActivationObserver(fmt, reservoir_size, seed + i)
+                 for i, name in enumerate(names)}
+    weights = float_params(graph)
+
+    def observe(rec: LayerRecord, y: torch.Tensor) -> torch.Tensor:
+        obs = observers.get(rec.name)
+        if obs is not None:
+            try:
+                obs.update(y)
+            except CalibrationError as exc:
+                raise CalibrationError(f"layer {rec.name!r}: {exc}") from None
+        return y
+
+    n_batches = 0
+    for i, batch in enumerate(batches):
+        if not isinstance(batch, torch.Tensor):
+            raise CalibrationError(f"calibration batch {i} is a {type(batch).__name__}; "
+                                   "expected a torch.Tensor")
+        run_graph(graph, batch, weights, post=observe, keep=False)
+        n_batches += 1
+    if n_batches == 0:
+        raise CalibrationError("calibration_data is empty; pass at least one batch")
+    return {name: obs.params() for name, obs in observers.items()}

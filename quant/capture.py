@@ -1,0 +1,425 @@
+"""torch ``nn.Module`` -> ``LayerGraph`` via torch.fx symbolic tracing and shape propagation.
+
+What is captured (see ``LayerRecord`` for attributes):
+
+* Conv2d (zeros padding; stride, dilation, groups) -> conv2d; Linear on (N, F) -> linear.
+* BatchNorm2d is folded into the conv2d it directly follows, when it is that conv's only
+  consumer; any other BatchNorm2d raises ``UnsupportedOpError``.
+* ReLU / ReLU6 / Hardtanh / F.relu / F.relu6 / F.hardtanh / clamp: fused into the producing
+  conv2d / linear / add as ``activation`` when that producer has no other consumer; otherwise a
+  standalone ``clamp`` record.
+* tensor + tensor (operator.add, torch.add, Tensor.add) -> add (same shapes, alpha 1).
+* MaxPool2d / AvgPool2d / AdaptiveAvgPool2d (output 1×1 -> global avgpool2d; other output sizes
+  only when they divide the input evenly) and their functional forms.
+* torch.flatten / nn.Flatten / Tensor.flatten, and view / reshape to (N, -1) -> flatten.
+* torch.cat -> concat.  Dropout (eval mode), Identity and contiguous() are removed.
+
+Anything else raises ``UnsupportedOpError`` naming the op and the module path.  The model is put
+in eval mode while tracing (so BatchNorm statistics are not updated) and its per-module training
+flags are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
+
+from quant._capture_args import bind, conv_padding, fold_batchnorm, pads4, pair, to_numpy_f32
+from quant.errors import UnsupportedOpError
+from quant.graph import FUSABLE_OPS, LayerGraph, LayerRecord
+
+_DROPOUT_FUNCS = (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout)
+_FUNC_KINDS: dict[Callable, str] = {
+    operator.add: "add", operator.iadd: "add", torch.add: "add",
+    torch.relu: "relu", F.relu: "relu", F.relu6: "relu6", F.hardtanh: "hardtanh",
+    torch.clamp: "clamp", torch.clip: "clamp",
+    torch.flatten: "flatten", torch.cat: "cat", torch.concat: "cat",
+    F.max_pool2d: "max_pool2d", F.avg_pool2d: "avg_pool2d",
+    F.adaptive_avg_pool2d: "adaptive_avg_pool2d",
+    **{f: "dropout" for f in _DROPOUT_FUNCS},
+}
+_METHOD_KINDS = {
+    "relu": "relu", "relu_": "relu", "clamp": "clamp", "clamp_": "clamp", "clip": "clamp",
+    "clip_": "clamp", "add": "add", "add_": "add", "flatten": "flatten", "view": "reshape",
+    "reshape": "reshape", "contiguous": "identity",
+}
+_DROPOUT_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+
+
+@dataclass
+class _Rec:
+    """Mutable record under construction; ``tail`` is the fx node whose value it outputs."""
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    module_path: str
+    tail: fx.Node
+    attrs: dict = field(default_factory=dict)
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    activation: tuple[float, float] | None = None
+    out_shape: tuple[int, ...] = ()
+
+
+def _tensor_meta(node: fx.Node) -> TensorMetadata | None:
+    meta = node.meta.get("tensor_meta")
+    return meta if isinstance(meta, TensorMetadata) else None
+
+
+def _module_path_of(node: fx.Node) -> str:
+    """Dotted path of the module a functional node was called from ("" = the root)."""
+    if node.op == "call_module":
+        return str(node.target)
+    stack = node.meta.get("nn_module_stack") or {}
+    return next(reversed(stack)) if stack else ""
+
+
+def _op_name(node: fx.Node, gm: fx.GraphModule) -> str:
+    if node.op == "call_module":
+        return type(gm.get_submodule(str(node.target))).__name__
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    target = node.target
+    mod = getattr(target, "__module__", None) or ""
+    return f"{mod}.{getattr(target, '__name__', str(target))}".lstrip(".")
+
+
+class _Capture:
+    """Walks a shape-propagated fx graph once, building records."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        self.gm = gm
+        self.recs: dict[str, _Rec] = {}
+        self.alias: dict[fx.Node, str] = {}
+        self.input_name: str | None = None
+        self._used_names: set[str] = set()
+
+    # ---- helpers -------------------------------------------------------------------------
+    def unsupported(self, node: fx.Node, why: str = "") -> UnsupportedOpError:
+        path = _module_path_of(node)
+        msg = (f"unsupported op {_op_name(node, self.gm)!r} at module path "
+               f"{path or '<root>'!r} (fx node {node.name!r})")
+        return UnsupportedOpError(msg + (f": {why}" if why else ""))
+
+    def unique(self, base: str) -> str:
+        name, i = base, 1
+        while name in self._used_names:
+            name, i = f"{base}_{i}", i + 1
+        self._used_names.add(name)
+        return name
+
+    def func_name(self, node: fx.Node, kind: str) -> str:
+        path = _module_path_of(node)
+        return self.unique(f"{path}.{kind}" if path else kind)
+
+    def src(self, node: fx.Node, arg: object) -> str:
+        """Record name producing tensor argument ``arg`` of ``node``."""
+        if isinstance(arg, fx.Node) and arg in self.alias:
+            return self.alias[arg]
+        what = "a constant" if not isinstance(arg, fx.Node) else f"non-tensor value {arg.name!r}"
+        raise self.unsupported(node, f"an input is {what}, expected a tensor")
+
+    def shape(self, node: fx.Node) -> tuple[int, ...]:
+        meta = _tensor_meta(node)
+        if meta is None:
+            raise self.unsupported(node, "the op does not produce a single tensor")
+        return tuple(int(d) for d in meta.shape)
+
+    def is_passthrough(self, node: fx.Node) -> bool:
+        if node.op == "call_module":
+            return isinstance(self.gm.get_submodule(str(node.target)),
+                              (nn.Identity, *_DROPOUT_MODULES))
+        if node.op == "call_function":
+            return _FUNC_KINDS.get(node.target) == "dropout"  # type: ignore[arg-type]
+        return node.op == "call_method" and node.target == "contiguous"
+
+    def canonical(self, node: fx.Node) -> fx.Node:
+        while self.is_passthrough(node):
+            node = node.args[0]  # type: ignore[assignment]
+        return node
+
+    def tensor_users(self, node: fx.Node) -> set[fx.Node]:
+        """Users reading ``node`` as a tensor, looking through pass-through ops."""
+        users: set[fx.Node] = set()
+        for user in node.users:
+            if self.is_passthrough(user):
+                users |= self.tensor_users(user)
+            elif user.op == "output" or _tensor_meta(user) is not None:
+                users.add(user)
+        return users
+
+    def add(self, node: fx.Node, name: str, op: str, inputs: tuple[str, ...], **kw) -> _Rec:
+        rec = _Rec(name=name, op=op, inputs=inputs, module_path=_module_path_of(node),
+                   tail=node, out_shape=self.shape(node), **kw)
+        self.recs[name] = rec
+        self.alias[node] = name
+        return rec
+
+    def fusable_producer(self, node: fx.Node, arg: fx.Node, ops: tuple[str, ...]) -> _Rec | None:
+        """The record ``node`` may fuse into: it outputs ``arg`` and ``node`` is its only user."""
+        if not isinstance(arg, fx.Node) or arg not in self.alias:
+            return None
+        rec = self.recs[self.alias[arg]]
+        if rec.op not in ops or rec.tail is not self.canonical(arg):
+            return None
+        return rec if self.tensor_users(rec.tail) == {node} else None
+
+    # ---- op handlers ---------------------------------------------------------------------
+    def activation(self, node: fx.Node, arg: fx.Node, lo: float, hi: float, name: str) -> None:
+        lo, hi = float(lo), float(hi)
+        rec = self.fusable_producer(node, arg, FUSABLE_OPS)
+        if rec is not None:
+            if rec.activation is None:
+                rec.activation = (lo, hi)
+            else:
+                new_lo, new_hi = max(rec.activation[0], lo), min(rec.activation[1], hi)
+                rec = rec if new_lo <= new_hi else None
+                if rec is not None:
+                    rec.activation = (new_lo, new_hi)
+        if rec is not None:
+            rec.tail = node
+            self.alias[node] = rec.name
+            return
+        self.add(node, name, "clamp", (self.src(node, arg),), attrs={"min": lo, "max": hi})
+
+    def batchnorm(self, node: fx.Node, bn: nn.BatchNorm2d) -> None:
+        if bn.running_mean is None or bn.running_var is None:
+            raise self.unsupported(node, "BatchNorm2d without running statistics")
+        rec = self.fusable_producer(node, node.args[0], ("conv2d",))  # type: ignore[arg-type]
+        if rec is None or rec.activation is not None:
+            raise self.unsupported(
+                node, "BatchNorm2d must directly follow a conv2d whose only consumer it is")
+        rec.weight, rec.bias = fold_batchnorm(rec.weight, rec.bias, bn)
+        rec.tail = node
+        self.alias[node] = rec.name
+
+    def pool(self, node: fx.Node, name: str, kind: str, a: dict) -> None:
+        src = self.src(node, a["input"])
+        kernel = pair(a["kernel_size"])
+        stride = pair(a["stride"]) if a["stride"] not in (None, [], ()) else kernel
+        attrs = {"kernel": kernel, "stride": stride, "padding": pads4(a["padding"]),
+                 "ceil_mode": bool(a["ceil_mode"]), "global": False}
+        if kind == "max_pool2d":
+            if pair(a["dilation"]) != (1, 1) or a["return_indices"]:
+                raise self.unsupported(node, "max pooling with dilation or return_indices")
+            attrs["count_include_pad"] = False
+            self.add(node, name, "maxpool2d", (src,), attrs=attrs)
+        else:
+            if a["divisor_override"] is not None:
+                raise self.unsupported(node, "avg pooling with divisor_override")
+            attrs["count_include_pad"] = bool(a["count_include_pad"])
+            self.add(node, name, "avgpool2d", (src,), attrs=attrs)
+
+    def adaptive_avg(self, node: fx.Node, name: str, arg: fx.Node, output_size: object) -> None:
+        in_shape = self.shape(arg)
+        h, w = in_shape[-2], in_shape[-1]
+        size = output_size if isinstance(output_size, (tuple, list)) else (output_size,) * 2
+        oh, ow = (h if size[0] is None else int(size[0])), (w if size[-1] is None else int(size[-1]))
+        if (oh, ow) == (1, 1) or (h % oh == 0 and w % ow == 0):
+            kernel = (h // oh, w // ow)
+            attrs = {"kernel": kernel, "stride": kernel, "padding": (0, 0, 0, 0),
+                     "ceil_mode": False, "count_include_pad": True, "global": (oh, ow) == (1, 1)}
+            self.add(node, name, "avgpool2d", (self.src(node, arg),), attrs=attrs)
+            return
+        raise self.unsupported(node, f"adaptive avg pooling from {h}x{w} to {oh}x{ow} "
+                                     "is not a plain pooling")
+
+    def flatten(self, node: fx.Node, name: str, arg: fx.Node, start: int, end: int) -> None:
+        rank = len(self.shape(arg))
+        start, end = start % rank, end % rank
+        if start == 0 or end != rank - 1:
+            raise self.unsupported(node, f"flatten(start_dim={start}, end_dim={end}) of a rank "
+                                         f"{rank} tensor; only start_dim >= 1 to the last dim")
+        if start == rank - 1:
+            self.alias[node] = self.src(node, arg)
+            return
+        self.add(node, name, "flatten", (self.src(node, arg),), attrs={"start_dim": start})
+
+    def reshape(self, node: fx.Node, name: str, arg: fx.Node) -> None:
+        in_shape, out_shape = self.shape(arg), self.shape(node)
+        if out_shape == in_shape:
+            self.alias[node] = self.src(node, arg)
+        elif out_shape == (in_shape[0], int(np.prod(in_shape[1:]))):
+            self.flatten(node, name, arg, 1, -1)
+        else:
+            raise self.unsupported(node, f"reshape {in_shape} -> {out_shape}; only (N, -1)")
+
+    def add_op(self, node: fx.Node, name: str, a: dict) -> None:
+        x, y = a["input"], a["other"]
+        if not all(isinstance(v, fx.Node) and _tensor_meta(v) is not None for v in (x, y)):
+            raise self.unsupported(node, "add of a tensor and a constant")
+        if a["alpha"] != 1:
+            raise self.unsupported(node, "add with alpha != 1")
+        if self.shape(x) != self.shape(y):
+            raise self.unsupported(node, f"add with broadcasting {self.shape(x)} + {self.shape(y)}")
+        self.add(node, name, "add", (self.src(node, x), self.src(node, y)))
+
+    def module(self, node: fx.Node) -> None:
+        path = str(node.target)
+        m = self.gm.get_submodule(path)
+        arg = node.args[0]
+        mtype = type(m)
+        if self.is_passthrough(node):
+            self.alias[node] = self.src(node, arg)
+        elif mtype is nn.Conv2d:
+            if m.padding_mode != "zeros":
+                raise self.unsupported(node, f"padding_mode={m.padding_mode!r}, expected 'zeros'")
+            attrs = {"stride": pair(m.stride), "padding": conv_padding(m),
+                     "dilation": pair(m.dilation), "groups": int(m.groups)}
+            self.add(node, self.unique(path), "conv2d", (self.src(node, arg),), attrs=attrs,
+                     weight=to_numpy_f32(m.weight), bias=to_numpy_f32(m.bias))
+        elif mtype is nn.Linear:
+            if len(self.shape(arg)) != 2:
+                raise self.unsupported(node, f"Linear on a tensor of shape {self.shape(arg)}; "
+                                             "only (N, features)")
+            self.add(node, self.unique(path), "linear", (self.src(node, arg),),
+                     weight=to_numpy_f32(m.weight), bias=to_numpy_f32(m.bias))
+        elif mtype is nn.BatchNorm2d:
+            self.batchnorm(node, m)
+        elif mtype is nn.ReLU:
+            self.activation(node, arg, 0.0, float("inf"), self.unique(path))
+        elif mtype in (nn.ReLU6, nn.Hardtanh):
+            self.activation(node, arg, m.min_val, m.max_val, self.unique(path))
+        elif mtype is nn.MaxPool2d:
+            a = {"input": arg, "kernel_size": m.kernel_size, "stride": m.stride,
+                 "padding": m.padding, "dilation": m.dilation, "ceil_mode": m.ceil_mode,
+                 "return_indices": m.return_indices}
+            self.pool(node, self.unique(path), "max_pool2d", a)
+        elif mtype is nn.AvgPool2d:
+            a = {"input": arg, "kernel_size": m.kernel_size, "stride": m.stride,
+                 "padding": m.padding, "ceil_mode": m.ceil_mode,
+                 "count_include_pad": m.count_include_pad, "divisor_override": m.divisor_override}
+            self.pool(node, self.unique(path), "avg_pool2d", a)
+        elif mtype is nn.AdaptiveAvgPool2d:
+            self.adaptive_avg(node, self.unique(path), arg, m.output_size)
+        elif mtype is nn.Flatten:
+            self.flatten(node, self.unique(path), arg, m.start_dim, m.end_dim)
+        else:
+            raise self.unsupported(node)
+
+    def function(self, node: fx.Node, kind: str, a: dict) -> None:
+        name_kind = {"max_pool2d": "maxpool", "avg_pool2d": "avgpool",
+                     "adaptive_avg_pool2d": "avgpool", "relu6": "relu6", "hardtanh": "hardtanh"}
+        name = self.func_name(node, name_kind.get(kind, kind))
+        if kind in ("relu", "relu6", "hardtanh", "clamp"):
+            lo, hi = {"relu": (0.0, float("inf")), "relu6": (0.0, 6.0),
+                      "hardtanh": (a.get("min_val"), a.get("max_val")),
+                      "clamp": (a.get("min"), a.get("max"))}[kind]
+            bounds = (lo, hi)
+            if any(isinstance(b, fx.Node) for b in bounds):
+                raise self.unsupported(node, "clamp with tensor bounds")
+            lo = -np.inf if lo is None else lo
+            hi = np.inf if hi is None else hi
+            self.activation(node, a["input"], lo, hi, name)
+        elif kind == "dropout":
+            if a["training"]:
+                raise self.unsupported(node, "dropout with training=True (call model.eval() "
+                                             "or pass training=self.training)")
+            self.alias[node] = self.src(node, a["input"])
+        elif kind == "add":
+            self.add_op(node, name, a)
+        elif kind == "cat":
+            rank = len(self.shape(node))
+            srcs = tuple(self.src(node, t) for t in a["tensors"])
+            self.add(node, name, "concat", srcs, attrs={"axis": int(a["dim"]) % rank})
+        elif kind == "flatten":
+            self.flatten(node, name, a["input"], int(a["start_dim"]), int(a["end_dim"]))
+        elif kind in ("max_pool2d", "avg_pool2d"):
+            self.pool(node, name, kind, a)
+        elif kind == "adaptive_avg_pool2d":
+            self.adaptive_avg(node, name, a["input"], a["output_size"])
+        elif kind == "reshape":
+            self.reshape(node, name, node.args[0])  # type: ignore[arg-type]
+        else:  # pragma: no cover - every kind in the tables is handled above
+            raise self.unsupported(node)
+
+    def visit(self, node: fx.Node) -> None:
+        if node.op == "placeholder":
+            if self.input_name is not None:
+                raise self.unsupported(node, "models with more than one input")
+            self.input_name = self.unique(node.name)
+            self.add(node, self.input_name, "input", ())
+        elif node.op == "call_module":
+            self.module(node)
+        elif node.op in ("call_function", "call_method"):
+            if _tensor_meta(node) is None and node.target in (
+                    "size", getattr, operator.getitem):
+                return  # shape arithmetic (x.size(0), x.shape[0]) feeding a reshape
+            if node.op == "call_function":
+                kind = _FUNC_KINDS.get(node.target)  # type: ignore[arg-type]
+                arg_kind = {"relu6": "relu", "max_pool2d": "max_pool2d"}.get(kind, kind)
+            else:
+                kind = _METHOD_KINDS.get(str(node.target))
+                arg_kind = kind
+            if kind is None:
+                raise self.unsupported(node)
+            if kind == "identity":
+                self.alias[node] = self.src(node, node.args[0])
+                return
+            a = {} if kind == "reshape" else bind(arg_kind, node.args, dict(node.kwargs))
+            self.function(node, kind, a)
+        elif node.op == "get_attr":
+            raise self.unsupported(node, f"parameter or buffer {node.target!r} used directly "
+                                         "(only through supported modules)")
+
+
+def _freeze(rec: _Rec) -> LayerRecord:
+    return LayerRecord(name=rec.name, op=rec.op, inputs=rec.inputs, module_path=rec.module_path,
+                       attrs=dict(rec.attrs), weight=rec.weight, bias=rec.bias,
+                       activation=rec.activation, out_shape=rec.out_shape)
+
+
+def capture(model: nn.Module, example_input: torch.Tensor) -> LayerGraph:
+    """Trace ``model`` with torch.fx and return its ``LayerGraph``.
+
+    Args:
+        model: a torch module built from the supported ops (see module docstring).
+        example_input: float tensor (N, C, H, W) or (N, F); sets every record's ``out_shape``.
+
+    Raises:
+        UnsupportedOpError: an op or configuration that has no record; names op and module path.
+    """
+    if not isinstance(model, nn.Module):
+        raise UnsupportedOpError(f"capture expects a torch.nn.Module; got {type(model).__name__}")
+    if not isinstance(example_input, torch.Tensor):
+        raise UnsupportedOpError("capture expects example_input to be a torch.Tensor; got "
+                                 f"{type(example_input).__name__}")
+    flags = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        try:
+            gm = fx.symbolic_trace(model)
+        except Exception as exc:  # fx raises many types for data-dependent control flow
+            raise UnsupportedOpError(
+                f"torch.fx could not trace {type(model).__name__}: {exc}") from exc
+        with torch.no_grad():
+            ShapeProp(gm).propagate(example_input.detach().to(torch.float32))
+        cap = _Capture(gm)
+        output_name = None
+        for node in gm.graph.nodes:
+            if node.op == "output":
+                out = node.args[0]
+                if not isinstance(out, fx.Node):
+                    raise UnsupportedOpError(
+                        f"model output must be a single tensor; got {type(out).__name__}")
+                output_name = cap.src(node, out)
+            else:
+                cap.visit(node)
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+    if cap.input_name is None or output_name is None:
+        raise UnsupportedOpError("the traced graph has no input or no output")
+    records = {name: _freeze(rec) for name, rec in cap.recs.items()}
+    return LayerGraph(records=records, input_name=cap.input_name, output_name=output_name)
+
+
+__all__ = ["capture"]

@@ -1,0 +1,26 @@
+"""Number formats: one module per format, all registered in ``registry``'s table."""
+
+from quant.formats.registry import (
+    FormatEntry,
+    fit_params,
+    format_entry,
+    register_format,
+    registered_formats,
+)
+from quant.formats.uniform import IntFormat, QuantParams
+from quant.formats.uniform_fit import fit_int_params, params_from_range, quantization_mse
+
+register_format("int", IntFormat, fit_int_params)
+
+__all__ = [
+    "FormatEntry",
+    "IntFormat",
+    "QuantParams",
+    "fit_int_params",
+    "fit_params",
+    "format_entry",
+    "params_from_range",
+    "quantization_mse",
+    "register_format",
+    "registered_formats",
+]

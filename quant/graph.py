@@ -1,0 +1,115 @@
+"""The captured layer graph: plain, torch-free dataclasses.
+
+A ``LayerGraph`` is a dict of ``LayerRecord`` in topological order, with the name of the input
+record and of the record whose output is the model output.  Tensors are NCHW with the batch
+dimension; weights are float32 with BatchNorm already folded in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from quant.errors import QuantError
+
+OPS = ("input", "conv2d", "linear", "add", "maxpool2d", "avgpool2d", "flatten", "concat", "clamp")
+WEIGHTED_OPS = ("conv2d", "linear")
+# Ops whose output may carry a fused activation clamp.
+FUSABLE_OPS = ("conv2d", "linear", "add")
+
+
+@dataclass(frozen=True, eq=False)
+class LayerRecord:
+    """One layer of the captured graph.
+
+    Attributes:
+        name: unique record name (module path, or ``<module path>.<op>`` for functional ops).
+        op: one of ``OPS``.
+        inputs: producer record names, in argument order.
+        module_path: dotted path of the nn.Module that performs (or contains) the op; "" = root.
+        attrs: op attributes.  conv2d: ``stride`` (sh, sw), ``padding`` (top, left, bottom,
+            right), ``dilation`` (dh, dw), ``groups``.  maxpool2d / avgpool2d: ``kernel`` (kh, kw),
+            ``stride``, ``padding`` (top, left, bottom, right), ``ceil_mode``,
+            ``count_include_pad`` (always False for maxpool2d, where it has no meaning),
+            ``global`` (avgpool2d over the whole H×W).  flatten: ``start_dim``.  concat: ``axis``
+            (non-negative, batch dim = 0).  clamp: ``min``, ``max`` (floats, may be +-inf).
+        weight: float32, conv (K, C/groups, R, S), linear (out, in); None for other ops.
+        bias: float32 (K,) or None (no bias and no folded BatchNorm).
+        activation: (lo, hi) clamp fused into the output of a conv2d / linear / add, e.g. ReLU
+            (0, inf), ReLU6 (0, 6); None if no activation was fused.
+        out_shape: output shape with the batch dimension, from the example input.
+    """
+
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+    module_path: str = ""
+    attrs: dict = field(default_factory=dict)
+    weight: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    activation: tuple[float, float] | None = None
+    out_shape: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise QuantError(f"layer {self.name!r}: op must be one of {OPS}; got {self.op!r}")
+
+    def __repr__(self) -> str:
+        act = f", activation={self.activation}" if self.activation else ""
+        return (f"LayerRecord({self.name!r}, op={self.op!r}, inputs={self.inputs}, "
+                f"out_shape={self.out_shape}{act})")
+
+
+@dataclass(eq=False)
+class LayerGraph:
+    """Records in topological order plus the names of the input and output records."""
+
+    records: dict[str, LayerRecord]
+    input_name: str
+    output_name: str
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for name, rec in self.records.items():
+            if name != rec.name:
+                raise QuantError(f"LayerGraph key {name!r} differs from record name {rec.name!r}")
+            for src in rec.inputs:
+                if src not in seen:
+                    raise QuantError(
+                        f"layer {name!r}: input {src!r} is not an earlier record "
+                        "(records must be in topological order)"
+                    )
+            seen.add(name)
+        for which, name in (("input_name", self.input_name), ("output_name", self.output_name)):
+            if name not in self.records:
+                raise QuantError(f"LayerGraph.{which} {name!r} is not a record")
+        if self.records[self.input_name].op != "input":
+            raise QuantError(f"LayerGraph.input_name {self.input_name!r} is not an input record")
+
+    def __getitem__(self, name: str) -> LayerRecord:
+        try:
+            return self.records[name]
+        except KeyError:
+            names = list(self.records)
+            raise QuantError(
+                f"no layer named {name!r}; the graph has {len(names)} layers, e.g. {names[:5]}"
+            ) from None
+
+    def __iter__(self):
+        return iter(self.records.values())
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def consumers(self, name: str) -> tuple[str, ...]:
+        """Names of the records that read the output of ``name``."""
+        return tuple(r.name for r in self.records.values() if name in r.inputs)
+
+    def count(self, op: str) -> int:
+        """Number of records with this op."""
+        return sum(1 for r in self.records.values() if r.op == op)
+
+    def names(self, op: str | None = None) -> list[str]:
+        """Record names (of one op if given), in topological order."""
+        return [r.name for r in self.records.values() if op is None or r.op == op]

