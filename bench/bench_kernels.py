@@ -1,7 +1,8 @@
 """Benchmark: exact integer conv/linear + requantization vs torch float32 on MobileNetV2 shapes.
 
-Prints, per distinct layer shape, the time of hwsim's fused kernel (conv2d_requantize_float32),
-of the unfused pair conv2d_int + requantize_float32, and of
+Prints, per distinct layer shape, the time of hwsim's fused kernel as the executor runs it (a
+layer prepared once with prepare_conv2d / prepare_linear, then called), of the unfused pair
+conv2d_int + requantize_float32 (one-shot public calls), and of
 torch.nn.functional.conv2d / linear in float32, their ratio, and the whole-network totals
 (every layer counted with its multiplicity) at batch 1 and 8; then the int64 reference on one
 small shape. Run: PYTHONPATH=. python3 bench/bench_kernels.py [--batches 1 8] [--repeat 5]
@@ -18,8 +19,8 @@ import torch
 from hwsim.kernels import (
     AccumulatorSpec,
     conv2d_int,
-    conv2d_requantize_float32,
-    linear_requantize_float32,
+    prepare_conv2d,
+    prepare_linear,
     conv2d_int_reference,
     linear_int,
     ort_output_scale,
@@ -72,9 +73,12 @@ def _operands(layer, batch, rng):
 def _fused_fn(layer, x, w, bias, scale):
     kind, _, _, _, k, stride, groups = layer
     acc = AccumulatorSpec()
+    rq = dict(out_zero_point=0, qmin=0, qmax=255, requant="float32", scale_f32=scale)
     if kind == "linear":
-        return lambda: linear_requantize_float32(x, 3, w[:, :, 0, 0], None, bias, acc, scale, 0, 0, 255)
-    return lambda: conv2d_requantize_float32(x, 3, w, None, bias, stride, k // 2, 1, groups, acc, scale, 0, 0, 255)
+        prepared = prepare_linear(np.ascontiguousarray(w[:, :, 0, 0]), None, bias, acc, **rq)
+    else:
+        prepared = prepare_conv2d(w, None, bias, stride, k // 2, 1, groups, acc, **rq)
+    return lambda: prepared(x, 3)
 
 
 def _int_fn(layer, x, w, bias, scale):

@@ -1,15 +1,23 @@
 """hwsim: bit-accurate integer simulation and cost models for quantized networks on accelerators.
 
-The core (ir, kernels, execute, arch, workloads, cost) never imports torch. The bridges to
-`quant` (lower, verify, flows) call a QuantizedModel's numpy API; `hwsim.zoo` needs torch.
+The core (ir, kernels, executor, arch, workloads, cost) never imports torch: a saved integer
+program runs and is costed with numpy and numba alone. The bridges to `quant` (`hwsim.lower`,
+`hwsim.verify`, `hwsim.flows`) call a QuantizedModel's numpy API; `hwsim.zoo` needs torch.
 """
+from hwsim.arch import Accelerator, MemoryLevel, SystolicArray, load_accelerator
+from hwsim.cost import NetworkCost, cost_network
 from hwsim.errors import ConfigError, HwsimError, KernelError, ProgramError, WorkloadError
-from hwsim.executor import ExecutionResult, execute
+from hwsim.executor import ExecutionResult, execute, execute_node
 from hwsim.ir import IntProgram, Node, TensorQuant, check_program, load_program, save_program
+from hwsim.kernels import AccumulatorSpec
+from hwsim.workloads import LayerShape, builtin_workload, load_topology_csv
 
 __all__ = [
     "HwsimError", "ConfigError", "WorkloadError", "KernelError", "ProgramError",
     "IntProgram", "Node", "TensorQuant", "check_program", "load_program", "save_program",
-    "execute", "ExecutionResult",
+    "execute", "execute_node", "ExecutionResult", "AccumulatorSpec",
+    "Accelerator", "MemoryLevel", "SystolicArray", "load_accelerator",
+    "LayerShape", "builtin_workload", "load_topology_csv",
+    "NetworkCost", "cost_network",
 ]
 __version__ = "0.1.0"

@@ -38,7 +38,11 @@ class VerificationReport:
         cols = ["layer", "op", "shape", "max_lsb_diff", "mismatch_pct", "max_lsb_diff_e2e",
                 "sqnr_db", "cosine", "overflows"]
         table = self.per_layer[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
-        lines = [table, ""]
+        legend = ("max_lsb_diff / mismatch_pct: the layer alone, fed the fake-quant model's inputs, "
+                  "vs the fake-quant model (codes).
+max_lsb_diff_e2e: the whole integer program "
+                  "vs the fake-quant model. sqnr_db / cosine: the integer program vs float.")
+        lines = [legend, table, ""]
         lines += [f"{k}: {_fmt(v)}" for k, v in self.summary.items()]
         return "\n".join(lines)
 

@@ -61,3 +61,32 @@ def test_cost_with_bad_topology_row_names_the_row(tmp_path):
     res = run_cli("cost", "--hw", HW, "--topology", str(topo))
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "conv2" in res.stderr or "line 3" in res.stderr or "row 3" in res.stderr, res.stderr
+
+
+def test_scalesim_users_own_cfg_and_topology_reproduce_scalesim_compute_cycles(tmp_path):
+    """SCALE-Sim v3 files in, SCALE-Sim 3.0.0's compute cycles out (CALC mode, tests/data)."""
+    import csv
+
+    ref_rows = list(csv.DictReader(open(ROOT / "tests/data/scalesim/scalesim_v3_compute_cycles.csv")))
+    checked = 0
+    for (rows, cols, df) in sorted({(r["rows"], r["cols"], r["dataflow"]) for r in ref_rows}):
+        case = [r for r in ref_rows if (r["rows"], r["cols"], r["dataflow"]) == (rows, cols, df)]
+        cfg = tmp_path / f"a{rows}x{cols}{df}.cfg"
+        cfg.write_text(f"[general]\nrun_name = t\n\n[architecture_presets]\nArrayHeight = {rows}\n"
+                       f"ArrayWidth = {cols}\nIfmapSramSzkB = 256\nFilterSramSzkB = 256\n"
+                       f"OfmapSramSzkB = 128\nIfmapOffset = 0\nFilterOffset = 10000000\n"
+                       f"OfmapOffset = 20000000\nBandwidth = 10\nDataflow = {df}\n\n"
+                       "[run_presets]\nInterfaceBandwidth = CALC\n")
+        topo = tmp_path / f"t{rows}x{cols}{df}.csv"
+        topo.write_text("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, "
+                        "Channels, Num Filter, Strides,\n" + "".join(
+                            f"{r['layer']}, {r['ifmap_h']}, {r['ifmap_w']}, {r['filter_h']}, "
+                            f"{r['filter_w']}, {r['channels']}, {r['num_filter']}, {r['stride']},\n"
+                            for r in case))
+        out = tmp_path / f"r{rows}x{cols}{df}.json"
+        assert main(["cost", "--hw", str(cfg), "--topology", str(topo), "--json", str(out)]) == 0
+        got = {r["name"]: r["compute_cycles"] for r in json.loads(out.read_text())["per_layer"]}
+        for r in case:
+            assert got[r["layer"]] == int(r["compute_cycles"]), (rows, cols, df, r["layer"])
+            checked += 1
+    assert checked == len(ref_rows) == 63

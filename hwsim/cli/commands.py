@@ -70,7 +70,12 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
                               accumulator_bits=args.acc_bits, accumulator_mode=args.acc_mode)
     steps.update()
     steps.set_description("execute + verify")
-    report = run_verify(flow.qm, flow.program, flow.eval_images, backend=args.backend)
+    evals = flow.eval_images
+    if args.images is not None:
+        if args.images < 1:
+            raise HwsimError(f"--images must be at least 1, got {args.images}")
+        evals = evals[: args.images]
+    report = run_verify(flow.qm, flow.program, evals, backend=args.backend)
     steps.update()
     return flow, report
 

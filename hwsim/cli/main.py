@@ -31,9 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--acc-bits", type=int, default=32, help="accumulator width in bits")
         sp.add_argument("--acc-mode", choices=["wrap", "saturate"], default="wrap")
 
+    def images(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--images", type=int, default=None, metavar="N",
+                        help="verify on the first N evaluation images (default: all 50)")
+
     sp = sub.add_parser("demo", help="MobileNetV2 int8: bit-accurate run, verification, cost")
     hw(sp, required=False)
     outputs(sp)
+    images(sp)
     sp.add_argument("--backend", choices=["fast", "reference"], default="fast")
 
     sp = sub.add_parser("simulate", help="cost a network on an accelerator, layer by layer")
@@ -54,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     quant_opts(sp)
     sp.add_argument("--backend", choices=["fast", "reference"], default="fast")
     sp.add_argument("--save-program", metavar="PATH", help="also save the integer program")
+    images(sp)
     outputs(sp)
     return p
 

@@ -66,8 +66,9 @@ def cost_table(accel: Accelerator, table: LayerTable) -> dict[str, np.ndarray]:
         cols[f"energy_{level.name}_pj"] = energy[level.name]
     cols["energy_total_pj"] = sum(energy.values())
     # Useful MACs per PE-cycle; at most 1 except on a 1x1 output-stationary array, where
-    # SCALE-Sim's "- 1" makes the cycle count one less than the MACs.
-    cols["utilization"] = macs / (compute * unit.pe_count)
+    # SCALE-Sim's "- 1" makes the cycle count one less than the MACs (and 0 for a single MAC:
+    # counted as one cycle here, so utilization stays finite).
+    cols["utilization"] = macs / (np.maximum(compute, 1) * unit.pe_count)
     return cols
 
 
@@ -126,5 +127,5 @@ def cost_network(accel: Accelerator, layers: Sequence[LayerShape], *,
         energy_compute_pj=float(cols["energy_compute_pj"].sum()),
         energy_total_pj=float(cols["energy_total_pj"].sum()),
         dram_bytes=int(cols["dram_read_bytes"].sum() + cols["dram_write_bytes"].sum()),
-        utilization=float(cols["macs"].sum() / (cols["compute_cycles"].sum() * pes)),
+        utilization=float(cols["macs"].sum() / (max(int(cols["compute_cycles"].sum()), 1) * pes)),
     )
