@@ -39,8 +39,7 @@ class VerificationReport:
                 "sqnr_db", "cosine", "overflows"]
         table = self.per_layer[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}")
         legend = ("max_lsb_diff / mismatch_pct: the layer alone, fed the fake-quant model's inputs, "
-                  "vs the fake-quant model (codes).
-max_lsb_diff_e2e: the whole integer program "
+                  "vs the fake-quant model (codes).\nmax_lsb_diff_e2e: the whole integer program "
                   "vs the fake-quant model. sqnr_db / cosine: the integer program vs float.")
         lines = [legend, table, ""]
         lines += [f"{k}: {_fmt(v)}" for k, v in self.summary.items()]

@@ -33,9 +33,23 @@ def test_every_layer_within_one_lsb_and_top1_reported(flow, requant):
     assert s["top1_agreement_int_vs_float"] >= 0.6
 
 
-def test_cli_verify_prints_the_per_layer_table(capsys):
-    assert main(["verify", "--model", "mobilenet_v2", "--bits", "8", "--images", "3"]) == 0
+def test_cli_verify_prints_the_table_and_its_saved_program_costs_like_the_builtin(tmp_path, capsys):
+    import json
+
+    saved = tmp_path / "mnv2"
+    assert main(["verify", "--model", "mobilenet_v2", "--bits", "8", "--images", "3",
+                 "--save-program", str(saved)]) == 0
     out = capsys.readouterr().out
     for needle in ("features.0.0", "classifier.1", "max_lsb_diff", "sqnr_db",
                    "top1_agreement_int_vs_float", "layers_bit_exact"):
         assert needle in out
+    # The captured real model and the built-in workload generator describe the same network.
+    hw = "hw_configs/int8_systolic.yaml"
+    costs = {}
+    for model in (str(saved) + ".json", "mobilenet_v2"):
+        js = tmp_path / "cost.json"
+        assert main(["simulate", "--hw", hw, "--model", model, "--json", str(js)]) == 0
+        doc = json.loads(js.read_text())
+        costs[model] = {r["name"]: (r["macs"], r["compute_cycles"]) for r in doc["per_layer"]}
+    program_cost, builtin_cost = costs.values()
+    assert program_cost == builtin_cost
