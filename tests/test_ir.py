@@ -102,3 +102,11 @@ def test_tensor_quant_rejects_bad_values():
     assert TensorQuant(1.0, 0, -128, 127).dtype == np.int8
     assert TensorQuant(1.0, 0, 0, 255).dtype == np.uint8
     assert TensorQuant(1.0, 0, -(2 ** 15), 2 ** 15 - 1).dtype == np.int16
+
+
+def test_node_order_follows_additions():
+    p = small_program()
+    assert [n.name for n in p.nodes()] == ["x", "conv", "flat"]
+    p.add(Node("flat2", "flatten", ("conv",), (1, 144), TensorQuant(0.1, 0, 0, 255),
+               attrs={"start_dim": 1}))
+    assert [n.name for n in p.nodes()] == ["x", "conv", "flat", "flat2"]

@@ -46,6 +46,7 @@ class IntProgram:
         self.graph = nx.DiGraph()
         self.input_name: str | None = None
         self.output_name: str | None = None
+        self._order: list[Node] | None = None
 
     def add(self, node: Node) -> Node:
         """Append a node whose inputs are already in the program."""
@@ -57,6 +58,7 @@ class IntProgram:
                     f"program {self.name!r}: node {node.name!r} reads {src!r}, which is not "
                     "defined before it"
                 )
+        self._order = None
         self.graph.add_node(node.name, node=node)
         for src in node.inputs:
             self.graph.add_edge(src, node.name)
@@ -75,9 +77,16 @@ class IntProgram:
 
     def nodes(self) -> Iterator[Node]:
         """Nodes in a deterministic topological order (insertion order breaks ties)."""
-        order = {name: i for i, name in enumerate(self.graph.nodes)}
-        for name in nx.lexicographical_topological_sort(self.graph, key=order.__getitem__):
-            yield self.graph.nodes[name]["node"]
+        return iter(self._topological_order())
+
+    def _topological_order(self) -> list[Node]:
+        # Cached: the executor walks the order on every run. `add` is the only way nodes
+        # enter, and it drops the cache.
+        if self._order is None:
+            order = {name: i for i, name in enumerate(self.graph.nodes)}
+            names = nx.lexicographical_topological_sort(self.graph, key=order.__getitem__)
+            self._order = [self.graph.nodes[name]["node"] for name in names]
+        return self._order
 
     def __len__(self) -> int:
         return self.graph.number_of_nodes()

@@ -1,6 +1,7 @@
 """How an integer tensor of the program is to be read: real = scale * (code - zero_point)."""
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +51,7 @@ class TensorQuant:
         return cls(float(d["scale"]), int(d["zero_point"]), int(d["qmin"]), int(d["qmax"]))
 
 
+@functools.lru_cache(maxsize=256)
 def smallest_int_dtype(lo: int, hi: int) -> np.dtype:
     """The smallest numpy integer dtype that holds every integer in [lo, hi]."""
     for dt in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.int64):

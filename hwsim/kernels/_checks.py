@@ -3,6 +3,7 @@ naming the operand and what was expected."""
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import numpy as np
@@ -26,6 +27,11 @@ def int_array(name: str, a: object, ndim: int, layout: str) -> np.ndarray:
     return a
 
 
+@functools.lru_cache(maxsize=32)
+def _iinfo(dtype: np.dtype) -> np.iinfo:
+    return np.iinfo(dtype)
+
+
 def _is_int(v: object) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
@@ -42,7 +48,7 @@ def scalar_int(name: str, v: object) -> int:
 def zero_point(name: str, zp: object, dtype: np.dtype) -> int:
     """A scalar zero point, checked to lie in the range of the codes' dtype."""
     v = scalar_int(name, zp)
-    info = np.iinfo(dtype)
+    info = _iinfo(dtype)
     if not info.min <= v <= info.max:
         raise KernelError(f"{name} must lie in [{info.min}, {info.max}] (the range of {dtype}); got {v}.")
     return v
@@ -57,7 +63,7 @@ def channel_zero_points(name: str, zp: object, channels: int, dtype: np.dtype) -
             raise KernelError(f"{name} must hold integers; got dtype {zp.dtype}.")
         if zp.shape != (channels,):
             raise KernelError(f"{name} must be a scalar or have shape ({channels},) (one per output channel); got shape {zp.shape}.")
-        info = np.iinfo(dtype)
+        info = _iinfo(dtype)
         if zp.size and (int(zp.min()) < info.min or int(zp.max()) > info.max):
             raise KernelError(f"{name} must lie in [{info.min}, {info.max}] (the range of {dtype}); got values in [{int(zp.min())}, {int(zp.max())}].")
         return zp.astype(np.int64)

@@ -5,19 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.errors import KernelError
+from hwsim.ir.tensor import smallest_int_dtype
 from hwsim.kernels._checks import scalar_int
 
-_UNSIGNED = (np.uint8, np.uint16, np.uint32)
-_SIGNED = (np.int8, np.int16, np.int32, np.int64)
 
 
 def output_dtype(qmin: int, qmax: int) -> np.dtype:
     """Smallest numpy integer dtype holding [qmin, qmax] (unsigned preferred when qmin >= 0)."""
-    for dt in (_UNSIGNED + (np.int64,)) if qmin >= 0 else _SIGNED:
-        info = np.iinfo(dt)
-        if info.min <= qmin and qmax <= info.max:
-            return np.dtype(dt)
-    raise KernelError(f"requantize: [qmin, qmax] = [{qmin}, {qmax}] does not fit in int64.")
+    try:
+        return smallest_int_dtype(int(qmin), int(qmax))
+    except ValueError:
+        raise KernelError(f"requantize: [qmin, qmax] = [{qmin}, {qmax}] does not fit in int64.") from None
 
 
 def output_range(fn: str, out_zero_point: object, qmin: object, qmax: object) -> tuple[int, int, int]:
