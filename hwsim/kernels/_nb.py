@@ -365,3 +365,79 @@ def depthwise_float32(x, zp_x, wc, bias, sh, sw, pt, pl, dh, dw, scale, zp, lo, 
                     v = v if v > f_lo else f_lo
                     v = v if v < f_hi else f_hi
                     dst[ow] = np.int32((v + _MAGIC_F32) - _MAGIC_F32) + zp
+
+
+# Depthwise conv, channels-last: for many channels on small planes (14x14, 7x7 with hundreds of
+# channels) rows are too short to vectorize; transposing the input once makes the inner loop run
+# over contiguous channels instead.
+
+@njit(cache=True, inline="always")
+def _channels_last(x, zp, n, xt):  # pragma: no cover
+    """xt[h, w, c] = x[n, c, h, w] - zp (int32)."""
+    zp32 = np.int32(zp)
+    for c in range(x.shape[1]):
+        for h in range(x.shape[2]):
+            row = x[n, c, h]
+            for w in range(x.shape[3]):
+                xt[h, w, c] = np.int32(row[w]) - zp32
+
+
+@njit(cache=True, inline="always")
+def _depthwise_pixel(xt, wt, oh, ow, sh, sw, pt, pl, dh, dw, acc):  # pragma: no cover
+    """acc[c] = sum over in-image taps (r, s) of wt[r, s, c] * xt[ih, iw, c]; int32 is exact
+    (the caller proved the bound < 2^24)."""
+    h_n, w_n = xt.shape[0], xt.shape[1]
+    acc[:] = 0
+    for r in range(wt.shape[0]):
+        ih = oh * sh - pt + r * dh
+        if ih < 0 or ih >= h_n:
+            continue
+        for s in range(wt.shape[1]):
+            iw = ow * sw - pl + s * dw
+            if iw < 0 or iw >= w_n:
+                continue
+            xs = xt[ih, iw]
+            ws = wt[r, s]
+            for c in range(acc.shape[0]):
+                acc[c] += ws[c] * xs[c]
+
+
+@njit(cache=True)
+def depthwise_cl_dyadic(x, zp_x, wt, bias, sh, sw, pt, pl, dh, dw, m, shift, zp, lo, hi, out):  # pragma: no cover
+    """depthwise_dyadic computed channels-last; wt is the weight as (R, S, C) int32; m and
+    shift are per channel (C,). Same results."""
+    n_b, c_n, h_n, w_n = x.shape
+    xt = np.empty((h_n, w_n, c_n), dtype=np.int32)
+    acc = np.empty(c_n, dtype=np.int32)
+    half = np.zeros(c_n, dtype=np.int64)
+    for c in range(c_n):
+        if shift[c] > 0:
+            half[c] = np.int64(1) << (shift[c] - 1)
+    for n in range(n_b):
+        _channels_last(x, zp_x, n, xt)
+        for oh in range(out.shape[2]):
+            for ow in range(out.shape[3]):
+                _depthwise_pixel(xt, wt, oh, ow, sh, sw, pt, pl, dh, dw, acc)
+                for c in range(c_n):
+                    q = (((np.int64(acc[c]) + bias[c]) * m[c] + half[c]) >> shift[c]) + zp
+                    out[n, c, oh, ow] = min(max(q, lo), hi)
+
+
+@njit(cache=True)
+def depthwise_cl_float32(x, zp_x, wt, bias, sh, sw, pt, pl, dh, dw, scale, zp, lo, hi, out):  # pragma: no cover
+    """depthwise_float32 computed channels-last; wt (R, S, C) int32, scale per channel (C,)."""
+    n_b, c_n, h_n, w_n = x.shape
+    xt = np.empty((h_n, w_n, c_n), dtype=np.int32)
+    acc = np.empty(c_n, dtype=np.int32)
+    f_lo = np.float32(lo - zp)
+    f_hi = np.float32(hi - zp)
+    for n in range(n_b):
+        _channels_last(x, zp_x, n, xt)
+        for oh in range(out.shape[2]):
+            for ow in range(out.shape[3]):
+                _depthwise_pixel(xt, wt, oh, ow, sh, sw, pt, pl, dh, dw, acc)
+                for c in range(c_n):
+                    v = np.float32(acc[c] + np.int32(bias[c])) * scale[c]
+                    v = v if v > f_lo else f_lo
+                    v = v if v < f_hi else f_hi
+                    out[n, c, oh, ow] = np.int32((v + _MAGIC_F32) - _MAGIC_F32) + zp
