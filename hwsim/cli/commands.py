@@ -64,17 +64,15 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
     from hwsim.flows import quantize_zoo_model
     from hwsim.verify import verify as run_verify
 
+    if args.images is not None and args.images < 1:
+        raise HwsimError(f"--images must be at least 1, got {args.images}")
     steps.set_description("quantize + lower")
     flow = quantize_zoo_model(model, bits=args.bits, act_bits=args.act_bits,
                               per_channel=not args.per_tensor, requant=args.requant,
                               accumulator_bits=args.acc_bits, accumulator_mode=args.acc_mode)
     steps.update()
     steps.set_description("execute + verify")
-    evals = flow.eval_images
-    if args.images is not None:
-        if args.images < 1:
-            raise HwsimError(f"--images must be at least 1, got {args.images}")
-        evals = evals[: args.images]
+    evals = flow.eval_images if args.images is None else flow.eval_images[: args.images]
     report = run_verify(flow.qm, flow.program, evals, backend=args.backend)
     steps.update()
     return flow, report
