@@ -62,14 +62,16 @@ class _Lowering:
                            int(np.asarray(p.zero_point).reshape(())), int(p.fmt.qmin),
                            int(p.fmt.qmax))
 
-    def clamp(self, rec, out: TensorQuant) -> list[int]:
+    def clamp(self, rec, out: TensorQuant, activation: tuple | None = None) -> list[int]:
+        """The code range of the output: the format's, narrowed by the record's fused activation
+        (or by `activation`, for a standalone clamp)."""
         lo, hi = out.qmin, out.qmax
-        if getattr(rec, "activation", None) is not None:
-            a_lo, a_hi = rec.activation
-            lo = max(lo, _code_of(a_lo, out))
-            hi = min(hi, _code_of(a_hi, out))
+        activation = activation or getattr(rec, "activation", None)
+        if activation is not None:
+            lo = max(lo, _code_of(activation[0], out))
+            hi = min(hi, _code_of(activation[1], out))
         if lo > hi:
-            raise ProgramError(f"layer {rec.name!r}: activation range {rec.activation} is empty on "
+            raise ProgramError(f"layer {rec.name!r}: activation range {activation} is empty on "
                                f"the output grid (scale {out.scale}, zero point {out.zero_point})")
         return [int(lo), int(hi)]
 
@@ -186,12 +188,13 @@ def _lower_avgpool(ctx: _Lowering, rec) -> Node:
                 source=rec.module_path)
 
 
-def _lower_rescale(ctx: _Lowering, rec, op: str) -> Node:
+def _lower_rescale(ctx: _Lowering, rec, op: str, activation: tuple | None = None) -> Node:
     ins = [ctx.tq(s) for s in rec.inputs]
     out = ctx.tq(rec.name)
     real = np.array([q.scale / out.scale for q in ins])
     arrays = ctx.requant_arrays(real, None)
-    attrs: dict[str, Any] = {"requant": {"mode": ctx.requant, "clamp": ctx.clamp(rec, out)}}
+    attrs: dict[str, Any] = {"requant": {"mode": ctx.requant,
+                                         "clamp": ctx.clamp(rec, out, activation)}}
     if op == "concat":
         attrs.update(axis=int(rec.attrs.get("axis", 1)),
                      input_zero_points=[q.zero_point for q in ins])
@@ -202,19 +205,8 @@ def _lower_rescale(ctx: _Lowering, rec, op: str) -> Node:
 
 
 def _lower_clamp(ctx: _Lowering, rec) -> Node:
-    if getattr(rec, "activation", None) is None and "min" in rec.attrs:
-        rec = _with_activation(rec, (float(rec.attrs["min"]), float(rec.attrs["max"])))
-    return _lower_rescale(ctx, rec, "clamp")
-
-
-class _with_activation:
-    """A record view whose activation is the standalone clamp's range."""
-
-    def __init__(self, rec, activation) -> None:
-        self._rec, self.activation = rec, activation
-
-    def __getattr__(self, item):
-        return getattr(self._rec, item)
+    bounds = (float(rec.attrs.get("min", -math.inf)), float(rec.attrs.get("max", math.inf)))
+    return _lower_rescale(ctx, rec, "clamp", activation=bounds)
 
 
 _LOWER = {

@@ -13,7 +13,7 @@ from hwsim.verify import verify
 
 
 class SmallNet(nn.Module):
-    """conv-BN-ReLU, depthwise-BN-ReLU6, residual add, max pool, concat, avg pool, linear."""
+    """clamp, conv-BN-ReLU, depthwise-BN-ReLU6, residual add, max pool, concat, avg pool, linear."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -27,7 +27,7 @@ class SmallNet(nn.Module):
         self.head = nn.Linear(12, 10)
 
     def forward(self, x):
-        x = self.stem(x)
+        x = self.stem(torch.clamp(x, -2.0, 2.0))  # on the input: a standalone clamp record
         y = self.pw(self.dw(x)) + x
         y = self.pool(y)
         y = torch.cat([y, torch.relu(self.side(y))], dim=1)
@@ -63,7 +63,7 @@ def test_every_layer_within_one_lsb_of_fake_quant(qmodel, requant):
     report = verify(qm, program, evals)
     rows = report.per_layer
     ops = set(rows["op"])
-    assert {"conv2d", "linear", "add", "maxpool2d", "concat", "avgpool2d"} <= ops
+    assert {"clamp", "conv2d", "linear", "add", "maxpool2d", "concat", "avgpool2d"} <= ops
     assert rows["max_lsb_diff"].max() <= 1, rows.to_string()
     # max pooling compares codes: equal to the fake-quant model by construction
     assert rows.loc[rows["op"] == "maxpool2d", "bit_exact"].all()
