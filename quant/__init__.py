@@ -6,12 +6,15 @@
 from quant.calibrate import ActivationObserver, calibrate_activations
 from quant.capture import capture
 from quant.errors import CalibrationError, QuantError, UnsupportedOpError
-from quant.formats import IntFormat, QuantParams, fit_int_params, fit_params, register_format
+from quant.formats import (BinaryFormat, BinaryParams, IntFormat, QuantParams, binary_fake_quant,
+                           fit_binary, fit_int_params, fit_params, register_format)
 from quant.graph import LayerGraph, LayerRecord
 from quant.model import QuantConfig, QuantizedModel, quantize
 
 __all__ = [
     "ActivationObserver",
+    "BinaryFormat",
+    "BinaryParams",
     "CalibrationError",
     "IntFormat",
     "LayerGraph",
@@ -21,8 +24,10 @@ __all__ = [
     "QuantParams",
     "QuantizedModel",
     "UnsupportedOpError",
+    "binary_fake_quant",
     "calibrate_activations",
     "capture",
+    "fit_binary",
     "fit_int_params",
     "fit_params",
     "quantize",

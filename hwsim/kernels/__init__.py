@@ -1,6 +1,20 @@
 """Exact integer kernels (torch-free): conv2d / linear accumulators, requantization, pooling,
 quantized add. Each fast kernel has an int64/Python-int definition in ``reference``."""
 
+from hwsim.kernels.binary import (
+    BinaryLinearResult,
+    binary_conv2d,
+    binary_conv2d_reference,
+    binary_linear,
+    binary_linear_reference,
+    bitplane_matmul,
+    bitplane_matmul_reference,
+    pack_signs,
+    pack_signs_reference,
+    unpack_signs,
+    xnor_popcount_matmul,
+    xnor_popcount_matmul_reference,
+)
 from hwsim.kernels.conv import conv2d_int, linear_int
 from hwsim.kernels.fused import (
     PreparedConv,
@@ -36,6 +50,18 @@ from hwsim.kernels._requant_checks import output_dtype
 from hwsim.kernels.types import AccumResult, AccumulatorSpec, PoolSumResult, RequantResult
 
 __all__ = [
+    "BinaryLinearResult",
+    "binary_conv2d",
+    "binary_conv2d_reference",
+    "binary_linear",
+    "binary_linear_reference",
+    "bitplane_matmul",
+    "bitplane_matmul_reference",
+    "pack_signs",
+    "pack_signs_reference",
+    "unpack_signs",
+    "xnor_popcount_matmul",
+    "xnor_popcount_matmul_reference",
     "PreparedConv",
     "PreparedLinear",
     "prepare_conv2d",

@@ -1,5 +1,6 @@
 """Number formats: one module per format, all registered in ``registry``'s table."""
 
+from quant.formats.binary import BinaryFormat, BinaryParams, binary_fake_quant, fit_binary
 from quant.formats.registry import (
     FormatEntry,
     fit_params,
@@ -11,11 +12,16 @@ from quant.formats.uniform import IntFormat, QuantParams
 from quant.formats.uniform_fit import fit_int_params, params_from_range, quantization_mse
 
 register_format("int", IntFormat, fit_int_params)
+register_format("binary", BinaryFormat, fit_binary)
 
 __all__ = [
+    "BinaryFormat",
+    "BinaryParams",
     "FormatEntry",
     "IntFormat",
     "QuantParams",
+    "binary_fake_quant",
+    "fit_binary",
     "fit_int_params",
     "fit_params",
     "format_entry",

@@ -1,0 +1,6 @@
+"""Integer engines reproduced bit for bit from hwsim's exact kernels (torch-free)."""
+
+from hwsim.engines.errors import EngineError
+from hwsim.engines.ort import conv_integer, matmul_integer, qlinear_conv, qlinear_matmul
+
+__all__ = ["EngineError", "conv_integer", "matmul_integer", "qlinear_conv", "qlinear_matmul"]
