@@ -4,6 +4,7 @@ The core (ir, kernels, executor, arch, workloads, cost) never imports torch: a s
 program runs and is costed with numpy and numba alone. The bridges to `quant` (`hwsim.lower`,
 `hwsim.verify`, `hwsim.flows`) call a QuantizedModel's numpy API; `hwsim.zoo` needs torch.
 """
+from hwsim.analysis import accumulator_report
 from hwsim.arch import Accelerator, MemoryLevel, SystolicArray, load_accelerator
 from hwsim.cost import NetworkCost, cost_network
 from hwsim.errors import ConfigError, HwsimError, KernelError, ProgramError, WorkloadError
@@ -18,6 +19,6 @@ __all__ = [
     "execute", "execute_node", "ExecutionResult", "AccumulatorSpec",
     "Accelerator", "MemoryLevel", "SystolicArray", "load_accelerator",
     "LayerShape", "builtin_workload", "load_topology_csv",
-    "NetworkCost", "cost_network",
+    "NetworkCost", "cost_network", "accumulator_report",
 ]
 __version__ = "0.1.0"

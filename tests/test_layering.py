@@ -16,7 +16,7 @@ def _imports_in_fresh_python(code: str) -> set[str]:
 def test_hwsim_core_never_imports_torch():
     mods = _imports_in_fresh_python(
         "import hwsim, hwsim.ir, hwsim.kernels, hwsim.executor, hwsim.arch, hwsim.cost, "
-        "hwsim.workloads, hwsim.lower, hwsim.verify, hwsim.engines, hwsim.cli.main")
+        "hwsim.workloads, hwsim.lower, hwsim.verify, hwsim.engines, hwsim.analysis, hwsim.cli.main")
     assert "torch" not in mods
     assert "quant" not in mods
 

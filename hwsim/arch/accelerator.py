@@ -1,4 +1,8 @@
-"""The accelerator as frozen data: a compute unit, DRAM and on-chip buffers, a clock.
+"""The accelerator as frozen data: compute unit(s), DRAM and on-chip buffers, a clock.
+
+A single-unit accelerator has just `compute` (its unit name is its kind, e.g. "systolic"). A
+heterogeneous one also has `other_units` and assignment `rules`: `compute` is then the default
+unit, named `compute_name`; every unit shares the memory hierarchy, layers run one at a time.
 
 Memory energy is one table: every level has an access width `access_bits` and an energy per read
 access and per write access of that width (pJ). A transfer of B bytes costs ``ceil(8 B /
@@ -9,6 +13,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import Sequence
+
+import numpy as np
+
+from hwsim.arch.assign import AssignRule, assign_units
 from hwsim.arch.units import ComputeUnit
 from hwsim.errors import ConfigError
 
@@ -48,6 +57,9 @@ class Accelerator:
     dram: MemoryLevel
     buffers: tuple[MemoryLevel, ...]
     source: str = "<memory>"
+    compute_name: str = ""
+    other_units: tuple[tuple[str, ComputeUnit], ...] = ()
+    rules: tuple[AssignRule, ...] = ()
 
     @property
     def clock_mhz(self) -> float:
@@ -57,6 +69,52 @@ class Accelerator:
     def levels(self) -> tuple[MemoryLevel, ...]:
         """DRAM first, then the on-chip buffers in config order."""
         return (self.dram, *self.buffers)
+
+    @property
+    def default_unit(self) -> str:
+        """Name of `compute`: `compute_name`, or its kind when unnamed (single-unit configs)."""
+        return self.compute_name or self.compute.kind
+
+    @property
+    def units(self) -> dict[str, ComputeUnit]:
+        """Every compute unit by name, the default one first."""
+        return {self.default_unit: self.compute, **dict(self.other_units)}
+
+    def unit(self, name: str) -> ComputeUnit:
+        """The unit called `name`; a failed lookup lists the units."""
+        units = self.units
+        if name not in units:
+            raise ConfigError(f"{self.source}: no compute unit named {name!r}; units: "
+                              f"{list(units)}")
+        return units[name]
+
+    def layer_units(self, names: Sequence[str], act_bits: np.ndarray,
+                    weight_bits: np.ndarray) -> np.ndarray:
+        """Name of the unit that runs each layer (object array of str) by the config's rules.
+
+        Raises `ConfigError` naming every layer whose operand widths its unit cannot run.
+        """
+        act = np.asarray(act_bits, dtype=np.int64)
+        wgt = np.asarray(weight_bits, dtype=np.int64)
+        chosen = assign_units(self.rules, self.default_unit, names, act, wgt)
+        problems = []
+        for name, unit in self.units.items():
+            where = f"units.{name}" if self.other_units else "compute"
+            rows = np.flatnonzero(chosen == name)
+            bad = rows[~unit.supports(act[rows], wgt[rows])]
+            seen: set[str] = set()
+            for i in bad:
+                if names[i] in seen:
+                    continue
+                seen.add(names[i])
+                problems.append(f"{self.source}: {where}: layer {names[i]!r} (act_bits={act[i]}, "
+                                f"weight_bits={wgt[i]}) runs on unit {name!r} ({unit.kind}), "
+                                f"which supports {unit.support_text()}")
+        if problems:
+            hint = "the 'assign' rules" if self.other_units else "the compute unit"
+            raise ConfigError(f"{len(problems)} layer(s) cannot run on their compute unit; "
+                              f"change the layer formats or {hint}:\n  " + "\n  ".join(problems))
+        return chosen
 
     def buffer_for(self, operand: str) -> MemoryLevel:
         """The on-chip buffer that holds `operand` ("ifmap", "filter" or "ofmap")."""

@@ -3,15 +3,25 @@
 Only data that passed validation reaches the builders, and validation reports every problem of
 a file in one `ConfigError`, each line naming the file and the field path.
 
-YAML schema (see hw_configs/int8_systolic.yaml for a commented example)::
+YAML schema (see hw_configs/int8_systolic.yaml and hetero_int8_xnor.yaml for commented
+examples)::
 
     name: str                      # optional 'description: str'
     clock_mhz: number > 0
-    compute:
+    compute:                       # one unit ...
       kind: systolic               # a registered unit kind (hwsim.arch.units.UNIT_KINDS)
       act_bits, weight_bits, acc_bits: int > 0
-      mac_energy_pj: number >= 0   # per MAC at the unit's widths
+      mac_energy_pj: number >= 0   # per MAC at the unit's widths (kinds may replace these
+                                   # common fields: see UnitKind.common_fields)
       <kind fields>                # systolic: rows, cols: int > 0; dataflow: os | ws | is
+                                   # xnor_popcount: see hwsim/arch/xnor.py
+    units:                         # ... or several (instead of 'compute')
+      <unit name>: {kind: ..., <fields as under compute>}
+    assign:                        # required with more than one unit (hwsim/arch/assign.py)
+      default: <unit name>
+      rules:                       # first match wins; matchers are ANDed, all optional
+        - {unit: <unit name>, layers: [<glob>, ...], position: first | last,
+           act_bits: int, weight_bits: int}
     memory:
       dram:   {bandwidth_bytes_per_cycle, access_bits, read_energy_pj, write_energy_pj}
       buffers:
@@ -30,10 +40,11 @@ from typing import Any, Sequence
 import yaml
 
 from hwsim.arch.accelerator import OPERANDS, Accelerator, MemoryLevel
+from hwsim.arch.assign import POSITIONS, AssignRule
 from hwsim.arch.overrides import apply_overrides
 from hwsim.arch.scalesim_cfg import cfg_to_raw
-from hwsim.arch.schema import (check_section, join_path, list_of, non_negative_number,
-                               one_of, positive_int, positive_number, text)
+from hwsim.arch.schema import (check_section, join_path, list_of, list_of_patterns,
+                               non_negative_number, one_of, positive_int, positive_number, text)
 from hwsim.arch.units import COMMON_UNIT_FIELDS, UNIT_KINDS
 from hwsim.errors import ConfigError
 
@@ -61,22 +72,72 @@ def _read_raw(path: Path, errors: list[str]) -> Any:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
 
 
-def _validate(raw: Any, errors: list[str]) -> dict[str, Any]:
-    """Check everything; return the accepted values in the shape the builders need."""
-    top = check_section(raw, TOP_FIELDS, "", errors, extra_ok=("compute", "memory"))
-    if not isinstance(raw, dict):
-        return {}
-    compute_raw = raw.get("compute")
-    kind = compute_raw.get("kind") if isinstance(compute_raw, dict) else None
+def _validate_unit(unit_raw: Any, where: str, errors: list[str]) -> dict[str, Any]:
+    """One compute-unit section (``compute`` or ``units.<name>``): kind, common and kind fields."""
+    kind = unit_raw.get("kind") if isinstance(unit_raw, dict) else None
     entry = UNIT_KINDS.get(kind) if isinstance(kind, str) else None
     kind_field = one_of("kind", sorted(UNIT_KINDS))
-    unit_fields = (kind_field, *COMMON_UNIT_FIELDS, *(entry.fields if entry else ()))
-    other_kind_fields = {f.name for e in UNIT_KINDS.values() for f in e.fields}
-    if compute_raw is None:
-        compute = _missing(errors, "compute")
-    else:
-        compute = check_section(compute_raw, unit_fields, "compute", errors,
-                                extra_ok=() if entry else tuple(other_kind_fields))
+    if entry is None:
+        other_kind_fields = {f.name for e in UNIT_KINDS.values()
+                             for f in (*e.common_fields, *e.fields)}
+        return check_section(unit_raw, (kind_field, *COMMON_UNIT_FIELDS), where, errors,
+                             extra_ok=tuple(other_kind_fields))
+    values = check_section(unit_raw, (kind_field, *entry.common_fields, *entry.fields), where,
+                           errors)
+    if entry.check is not None:
+        for field, problem in entry.check(values):
+            errors.append(f"{join_path(where, field)}: {problem}")
+    return values
+
+
+def _validate_units(raw: dict[str, Any], errors: list[str]) -> tuple[dict[str, dict], Any]:
+    """``compute`` (one unit) or ``units`` + ``assign``; returns (units by name, assignment)."""
+    if "compute" in raw and "units" in raw:
+        errors.append("units: give either 'compute' (one unit) or 'units' (several), not both")
+        return {}, None
+    if "units" not in raw:
+        if raw.get("compute") is None:
+            _missing(errors, "compute")
+            return {}, None
+        if "assign" in raw:
+            errors.append("assign: only valid with 'units' (several compute units)")
+        return {"": _validate_unit(raw["compute"], "compute", errors)}, None
+    units_raw = raw["units"]
+    if not isinstance(units_raw, dict) or not units_raw:
+        errors.append(f"units: expected a mapping of unit name -> unit, got {units_raw!r}")
+        return {}, None
+    units = {str(name): _validate_unit(unit_raw, join_path("units", str(name)), errors)
+             for name, unit_raw in units_raw.items()}
+    names = list(units)
+    assign_raw = raw.get("assign")
+    if assign_raw is None:
+        if len(names) > 1:
+            errors.append(f"assign: missing; with several units, expected a mapping with "
+                          f"'default' (one of {names}) and optional 'rules'")
+        return units, {"default": names[0], "rules": []}
+    assign = check_section(assign_raw, (one_of("default", names),), "assign", errors,
+                           extra_ok=("rules",))
+    rules_raw = assign_raw.get("rules", []) if isinstance(assign_raw, dict) else []
+    rules = []
+    if not isinstance(rules_raw, list):
+        errors.append(f"assign.rules: expected a list of rules, got {rules_raw!r}")
+        rules_raw = []
+    for i, rule_raw in enumerate(rules_raw):
+        rule_fields = (one_of("unit", names), list_of_patterns("layers", required=False),
+                       one_of("position", POSITIONS, required=False),
+                       positive_int("act_bits", required=False),
+                       positive_int("weight_bits", required=False))
+        rules.append(check_section(rule_raw, rule_fields, f"assign.rules[{i}]", errors))
+    return units, {"default": assign.get("default"), "rules": rules}
+
+
+def _validate(raw: Any, errors: list[str]) -> dict[str, Any]:
+    """Check everything; return the accepted values in the shape the builders need."""
+    top = check_section(raw, TOP_FIELDS, "", errors,
+                        extra_ok=("compute", "units", "assign", "memory"))
+    if not isinstance(raw, dict):
+        return {}
+    units, assignment = _validate_units(raw, errors)
 
     memory_raw = raw.get("memory")
     if memory_raw is None:
@@ -105,7 +166,7 @@ def _validate(raw: Any, errors: list[str]) -> dict[str, Any]:
             if len(owners) != 1 and all("holds" in b for b in buffers.values()):
                 errors.append(f"memory.buffers: operand {operand!r} must be held by exactly one "
                               f"buffer, found {owners or 'none'}")
-    return {"top": top, "compute": compute, "dram": dram, "buffers": buffers}
+    return {"top": top, "units": units, "assign": assignment, "dram": dram, "buffers": buffers}
 
 
 def _missing(errors: list[str], path: str) -> dict[str, Any]:
@@ -114,9 +175,13 @@ def _missing(errors: list[str], path: str) -> dict[str, Any]:
 
 
 def _build(values: dict[str, Any], source: str) -> Accelerator:
-    compute_values = dict(values["compute"])
-    entry = UNIT_KINDS[compute_values["kind"]]
-    unit = entry.build(compute_values)
+    units = {name: UNIT_KINDS[v["kind"]].build(dict(v)) for name, v in values["units"].items()}
+    assignment = values["assign"]
+    default = assignment["default"] if assignment else ""
+    rules = tuple(AssignRule(unit=r["unit"], layers=tuple(r["layers"] or ()),
+                             position=r["position"], act_bits=r["act_bits"],
+                             weight_bits=r["weight_bits"])
+                  for r in (assignment["rules"] if assignment else []))
     d = values["dram"]
     dram = MemoryLevel(name="dram", size_bytes=None,
                        bandwidth_bytes_per_cycle=float(d["bandwidth_bytes_per_cycle"]),
@@ -130,8 +195,11 @@ def _build(values: dict[str, Any], source: str) -> Accelerator:
         for name, b in values["buffers"].items()
     )
     top = values["top"]
-    return Accelerator(name=top["name"], clock_hz=float(top["clock_mhz"]) * 1e6, compute=unit,
-                       dram=dram, buffers=buffers, source=source)
+    return Accelerator(name=top["name"], clock_hz=float(top["clock_mhz"]) * 1e6,
+                       compute=units[default], dram=dram, buffers=buffers, source=source,
+                       compute_name=default,
+                       other_units=tuple((n, u) for n, u in units.items() if n != default),
+                       rules=rules)
 
 
 def accelerator_from_dict(raw: Any, source: str = "<dict>",

@@ -62,6 +62,14 @@ def list_of(name: str, choices: Sequence[str], **kw: Any) -> Field:
     return Field(name, f"a non-empty list of distinct names from {list(allowed)}", accept, **kw)
 
 
+def list_of_patterns(name: str, **kw: Any) -> Field:
+    def accept(value: Any) -> bool:
+        return (isinstance(value, list) and bool(value)
+                and all(isinstance(v, str) and bool(v.strip()) for v in value))
+
+    return Field(name, "a non-empty list of name patterns (strings)", accept, **kw)
+
+
 def join_path(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
 

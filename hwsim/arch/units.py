@@ -1,9 +1,11 @@
 """Compute units: one registry entry per kind (schema + builder), one frozen dataclass per kind.
 
 A unit turns GEMM shapes into cycle counts and operand-read counts; the cost model calls
-`compute_cycles`, `array_accesses` and `bit_passes` and knows nothing else about the unit. Adding
-a kind ("xnor_popcount", "shift_add", "bit_fusion", "bit_serial", ...) means writing its dataclass
-with those three methods and calling `register_unit_kind` once; nothing else changes.
+`compute_cycles`, `array_accesses` and `bit_passes` (and the hooks with defaults below:
+`supports`, `action_counts`, `action_energies_pj`, `array_operand_bits`, `output_passes`) and
+knows nothing else about the unit. Adding a kind ("shift_add", "bit_fusion", "bit_serial", ...)
+means writing its dataclass with those methods and calling `register_unit_kind` once; nothing
+else changes (see hwsim/arch/xnor.py for a kind that overrides the hooks).
 
 GEMM view of one conv group (arrays over layers, int64): ``sr`` = output pixels x batch, ``sc`` =
 filters per group, ``t`` = kernel_h x kernel_w x in_channels per group.
@@ -40,13 +42,17 @@ class ArrayAccesses:
 
 @dataclass(frozen=True)
 class ComputeUnit:
-    """Fields common to every unit kind. Energies in pJ per MAC action at the unit's widths."""
+    """Fields common to every unit kind. Energies in pJ per MAC action at the unit's widths.
+
+    Kinds that do not price MACs (e.g. xnor_popcount) leave `mac_energy_pj` at 0 and name their
+    own actions in `action_energies_pj`.
+    """
 
     kind: str
     act_bits: int
     weight_bits: int
     acc_bits: int
-    mac_energy_pj: float
+    mac_energy_pj: float = 0.0
 
     @property
     def pe_count(self) -> int:  # pragma: no cover - every kind overrides
@@ -57,6 +63,34 @@ class ComputeUnit:
         a = -(-np.asarray(act_bits, dtype=np.int64) // self.act_bits)
         w = -(-np.asarray(weight_bits, dtype=np.int64) // self.weight_bits)
         return a * w
+
+    def supports(self, act_bits: np.ndarray, weight_bits: np.ndarray) -> np.ndarray:
+        """Per layer, True where the unit can run these operand widths (default: any width)."""
+        return np.ones(np.shape(act_bits), dtype=bool)
+
+    def support_text(self) -> str:
+        """What `supports` accepts, for error messages."""
+        return "any act_bits and weight_bits"
+
+    def action_counts(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray, groups: np.ndarray,
+                      passes: np.ndarray) -> dict[str, np.ndarray]:
+        """Compute actions per layer (int64), keyed like `action_energies_pj`: one MAC per
+        multiply-accumulate per bit pass."""
+        return {"mac": groups * sr * sc * t * passes}
+
+    def action_energies_pj(self) -> dict[str, float]:
+        """pJ per compute action, same keys as `action_counts`."""
+        return {"mac": self.mac_energy_pj}
+
+    def array_operand_bits(self, act_bits: np.ndarray,
+                           weight_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Bits per ifmap / filter element read by the array in one pass (default: full width)."""
+        return act_bits, weight_bits
+
+    def output_passes(self, passes: np.ndarray) -> np.ndarray:
+        """How many times each output (or partial sum) is written out of the array: once per
+        pass by default (bit-sliced passes are summed in the buffer)."""
+        return passes
 
 
 def _ceil_div(a: np.ndarray, b: int | np.ndarray) -> np.ndarray:
@@ -111,22 +145,28 @@ class SystolicArray(ComputeUnit):
             psum_reads=sr * sc * (t_folds - 1), psum_tile_elems=tile, outputs_are_partial=True)
 
 
-@dataclass(frozen=True)
-class UnitKind:
-    """Registry entry: the unit's config fields (besides the common ones) and its builder."""
-
-    kind: str
-    fields: tuple[Field, ...]
-    build: Callable[[dict[str, Any]], ComputeUnit]
-    description: str
-
-
 COMMON_UNIT_FIELDS: tuple[Field, ...] = (
     positive_int("act_bits"),
     positive_int("weight_bits"),
     positive_int("acc_bits"),
     non_negative_number("mac_energy_pj"),
 )
+
+@dataclass(frozen=True)
+class UnitKind:
+    """Registry entry: the unit's config fields (besides the common ones) and its builder.
+
+    `common_fields` defaults to `COMMON_UNIT_FIELDS`; `check`, if given, receives the accepted
+    values of one unit section and returns ``(field, problem)`` pairs for cross-field rules.
+    """
+
+    kind: str
+    fields: tuple[Field, ...]
+    build: Callable[[dict[str, Any]], ComputeUnit]
+    description: str
+    common_fields: tuple[Field, ...] = COMMON_UNIT_FIELDS
+    check: Callable[[dict[str, Any]], list[tuple[str, str]]] | None = None
+
 
 UNIT_KINDS: dict[str, UnitKind] = {}
 

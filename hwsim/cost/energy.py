@@ -1,34 +1,41 @@
 """Energy = action counts x per-action energies. Counts and the energy table are kept apart.
 
-Actions: one MAC action per multiply-accumulate per bit pass; one read (write) access per
+Actions: the compute unit's actions (a MAC array: one ``mac`` per multiply-accumulate per bit
+pass; an XNOR unit: ``xnor``, ``popcount_bit``, ``accumulate``); one read (write) access per
 `access_bits` bits moved at a memory level, ``ceil(8 * bytes / access_bits)`` per layer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from hwsim.arch.accelerator import Accelerator
+from hwsim.arch.units import ComputeUnit
 
 
 @dataclass(frozen=True)
 class EnergyTable:
-    """pJ per action, built once per accelerator: ``mac_pj`` and per level read/write pJ."""
+    """pJ per action, built once per (accelerator, unit): ``mac_pj``, the unit's other compute
+    actions in ``action_pj`` (empty for a MAC array), and per level read/write pJ."""
 
     mac_pj: float
     read_pj: dict[str, float]
     write_pj: dict[str, float]
     access_bits: dict[str, int]
+    action_pj: dict[str, float] = field(default_factory=dict)
 
     @classmethod
-    def for_accelerator(cls, accel: Accelerator) -> "EnergyTable":
+    def for_accelerator(cls, accel: Accelerator, unit: ComputeUnit | None = None) -> "EnergyTable":
+        """The table for `unit` (default: the accelerator's default unit) and its memories."""
+        actions = dict((unit or accel.compute).action_energies_pj())
         return cls(
-            mac_pj=accel.compute.mac_energy_pj,
+            mac_pj=actions.pop("mac", 0.0),
             read_pj={lvl.name: lvl.read_energy_pj for lvl in accel.levels},
             write_pj={lvl.name: lvl.write_energy_pj for lvl in accel.levels},
             access_bits={lvl.name: lvl.access_bits for lvl in accel.levels},
+            action_pj=actions,
         )
 
 
@@ -40,10 +47,20 @@ def accesses(bytes_moved: np.ndarray, access_bits: int) -> np.ndarray:
 def energy_pj(counts: dict[str, np.ndarray], table: EnergyTable) -> dict[str, np.ndarray]:
     """Energy per layer from action counts.
 
-    `counts` has ``"mac"`` and, per level L, ``"L_read"`` and ``"L_write"`` access counts.
-    Returns ``"compute"`` and one entry per level, in pJ.
+    `counts` has the compute actions (``"mac"`` and/or the keys of ``table.action_pj``) and, per
+    level L, ``"L_read"`` and ``"L_write"`` access counts. Returns ``"compute"`` (the sum over
+    actions of count x pJ, ``mac`` first, then ``action_pj`` in order) and one entry per level,
+    in pJ.
     """
-    out = {"compute": counts["mac"] * table.mac_pj}
+    terms = [counts["mac"] * table.mac_pj] if "mac" in counts else []
+    terms += [counts[action] * pj for action, pj in table.action_pj.items()]
+    if not terms:
+        some_level = next(iter(table.read_pj))
+        terms = [np.zeros(np.shape(counts[f"{some_level}_read"]))]
+    compute = terms[0]
+    for term in terms[1:]:
+        compute = compute + term
+    out = {"compute": compute}
     for level in table.read_pj:
         out[level] = (counts[f"{level}_read"] * table.read_pj[level]
                       + counts[f"{level}_write"] * table.write_pj[level])

@@ -1,7 +1,7 @@
 """`cost_network`: per-layer and total latency, traffic, energy and utilization of a workload.
 
-Timing model: compute cycles come from the compute unit (for a systolic array, SCALE-Sim v3's
-CALC-mode formulas), times groups (each group of a grouped/depthwise conv is its own GEMM, run
+Timing model: compute cycles come from the layer's compute unit (for a systolic array, SCALE-Sim
+v3's CALC-mode formulas; for an XNOR unit, FINN folding), times groups (each group of a grouped/depthwise conv is its own GEMM, run
 back to back) and bit passes (operands wider than the datapath are bit-sliced). Memory transfers
 are double-buffered and overlap compute perfectly, so a layer takes
 ``max(compute_cycles, ceil(max over levels of transfer cycles))``; the excess over compute is
@@ -17,21 +17,16 @@ import numpy as np
 import pandas as pd
 
 from hwsim.arch.accelerator import Accelerator
+from hwsim.arch.units import ComputeUnit
 from hwsim.cost.energy import EnergyTable, accesses, energy_pj
 from hwsim.cost.layer_table import LayerTable
 from hwsim.cost.traffic import memory_traffic, transfer_cycles
 from hwsim.workloads.layer import LayerShape
 
 
-def cost_table(accel: Accelerator, table: LayerTable) -> dict[str, np.ndarray]:
-    """All per-layer cost columns as numpy arrays (the allocator's hot path; no DataFrame).
-
-    Columns: macs, mac_actions, passes, compute_cycles, stall_cycles, total_cycles, latency_s,
-    ``<level>_read_bytes``/``_write_bytes``/``_read_accesses``/``_write_accesses`` per level,
-    energy_compute_pj, ``energy_<level>_pj``, energy_total_pj, utilization.
-    """
-    unit = accel.compute
-    traffic = memory_traffic(accel, table)
+def _unit_columns(accel: Accelerator, unit: ComputeUnit, table: LayerTable) -> dict[str, np.ndarray]:
+    """Cost columns of `table` with every layer on `unit`."""
+    traffic = memory_traffic(accel, table, unit)
     passes = traffic.passes
     macs = table.macs
     compute = table.groups * passes * unit.compute_cycles(table.sr, table.sc, table.t)
@@ -39,22 +34,23 @@ def cost_table(accel: Accelerator, table: LayerTable) -> dict[str, np.ndarray]:
     bound = np.ceil(np.max(np.stack(list(moving.values())), axis=0)).astype(np.int64)
     total = np.maximum(compute, bound)
 
-    energies = EnergyTable.for_accelerator(accel)
-    counts: dict[str, np.ndarray] = {"mac": macs * passes}
+    energies = EnergyTable.for_accelerator(accel, unit)
+    actions = unit.action_counts(table.sr, table.sc, table.t, table.groups, passes)
+    counts: dict[str, np.ndarray] = dict(actions)
     for level in accel.levels:
         counts[f"{level.name}_read"] = accesses(traffic.reads[level.name], level.access_bits)
         counts[f"{level.name}_write"] = accesses(traffic.writes[level.name], level.access_bits)
     energy = energy_pj(counts, energies)
 
-    cols: dict[str, np.ndarray] = {
-        "macs": macs,
-        "mac_actions": counts["mac"],
+    cols: dict[str, np.ndarray] = {"macs": macs}
+    cols.update({f"{action}_actions": count for action, count in actions.items()})
+    cols.update({
         "passes": passes,
         "compute_cycles": compute,
         "stall_cycles": total - compute,
         "total_cycles": total,
         "latency_s": total / accel.clock_hz,
-    }
+    })
     for level in accel.levels:
         name = level.name
         cols[f"{name}_read_bytes"] = traffic.reads[name]
@@ -72,12 +68,54 @@ def cost_table(accel: Accelerator, table: LayerTable) -> dict[str, np.ndarray]:
     return cols
 
 
+def _columns(accel: Accelerator, table: LayerTable) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Cost columns and the unit name per layer; layers are priced on their assigned unit."""
+    chosen = accel.layer_units(table.names, table.act_bits, table.weight_bits)
+    used = [name for name in accel.units if (chosen == name).any()]
+    if len(used) == 1:
+        return _unit_columns(accel, accel.unit(used[0]), table), chosen
+    parts = {}
+    for name in used:
+        rows = np.flatnonzero(chosen == name)
+        parts[name] = (rows, _unit_columns(accel, accel.unit(name), table.take(rows)))
+    keys: list[str] = []
+    for _, cols in parts.values():
+        keys += [k for k in cols if k not in keys]
+    # Action columns of other units go next to the first unit's actions, before "passes".
+    keys.remove("passes")
+    keys.insert(max(i for i, k in enumerate(keys) if k.endswith("_actions")) + 1, "passes")
+    merged: dict[str, np.ndarray] = {}
+    for key in keys:
+        dtype = np.result_type(*(cols[key] for _, cols in parts.values() if key in cols))
+        column = np.zeros(len(table), dtype=dtype)
+        for rows, cols in parts.values():
+            if key in cols:
+                column[rows] = cols[key]
+        merged[key] = column
+    return merged, chosen
+
+
+def cost_table(accel: Accelerator, table: LayerTable) -> dict[str, np.ndarray]:
+    """All per-layer cost columns as numpy arrays (the allocator's hot path; no DataFrame).
+
+    Each layer is priced on the unit the accelerator's assignment gives it
+    (`Accelerator.layer_units`; raises `ConfigError` for a layer its unit cannot run).
+    Columns: macs, ``<action>_actions`` per compute action of the units used (``mac_actions``
+    for a MAC array; ``xnor_actions``, ``popcount_bit_actions``, ``accumulate_actions`` for an
+    XNOR unit; 0 on layers of other units), passes, compute_cycles, stall_cycles, total_cycles,
+    latency_s, ``<level>_read_bytes``/``_write_bytes``/``_read_accesses``/``_write_accesses``
+    per level, energy_compute_pj, ``energy_<level>_pj``, energy_total_pj, utilization.
+    """
+    return _columns(accel, table)[0]
+
+
 @dataclass(frozen=True)
 class NetworkCost:
     """Cost of a workload on an accelerator: `per_layer` (one row per layer) and totals.
 
     Units: cycles at the accelerator clock, seconds, bytes, pJ. `utilization` is total MACs over
-    (total compute cycles x PEs).
+    the sum of each layer's compute cycles x the PEs of the unit that ran it. `per_layer`'s
+    ``unit`` column names that unit (a single-unit config: its kind).
     """
 
     accelerator: str
@@ -111,10 +149,12 @@ def cost_network(accel: Accelerator, layers: Sequence[LayerShape], *,
     """Price `layers`, run in order on `accel`. `convention` sets output sizes ("torch" pads,
     "scalesim" takes the input as already padded)."""
     table = LayerTable.from_layers(layers, convention)
-    cols = cost_table(accel, table)
+    cols, chosen = _columns(accel, table)
     frame = pd.DataFrame({"name": list(table.names), "kind": list(table.kinds), **cols,
-                          "unit": accel.compute.kind})
-    pes = accel.compute.pe_count
+                          "unit": list(chosen)})
+    units = accel.units
+    pes = np.array([units[name].pe_count for name in chosen], dtype=np.int64)
+    pe_cycles = int((np.maximum(cols["compute_cycles"], 1) * pes).sum())
     return NetworkCost(
         accelerator=accel.name,
         convention=convention,
@@ -127,5 +167,5 @@ def cost_network(accel: Accelerator, layers: Sequence[LayerShape], *,
         energy_compute_pj=float(cols["energy_compute_pj"].sum()),
         energy_total_pj=float(cols["energy_total_pj"].sum()),
         dram_bytes=int(cols["dram_read_bytes"].sum() + cols["dram_write_bytes"].sum()),
-        utilization=float(cols["macs"].sum() / (max(int(cols["compute_cycles"].sum()), 1) * pes)),
+        utilization=float(cols["macs"].sum() / pe_cycles),
     )

@@ -14,9 +14,10 @@ DRAM <-> buffers (one fetch per tile):
   written to and read back from DRAM.
 
 Buffers <-> array: the compute unit's `array_accesses` (element counts of one group's GEMM),
-  times groups and bit passes; ifmap at `act_bits`, filters at `weight_bits`, partial sums and
-  outputs at `acc_bits` (requantization happens on the way out to DRAM). Each buffer is also
-  written by its DRAM fills and read by its DRAM drains.
+  times groups and bit passes; ifmap and filters at the unit's `array_operand_bits` per pass
+  (a MAC array: `act_bits` and `weight_bits`; an XNOR unit: 1 bit per plane), partial sums and
+  outputs at `acc_bits` times the unit's `output_passes` (requantization happens on the way out
+  to DRAM). Each buffer is also written by its DRAM fills and read by its DRAM drains.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.arch.accelerator import OPERANDS, Accelerator
+from hwsim.arch.units import ComputeUnit
 from hwsim.cost.layer_table import LayerTable
 
 
@@ -46,9 +48,11 @@ class Traffic:
     passes: np.ndarray
 
 
-def memory_traffic(accel: Accelerator, table: LayerTable) -> Traffic:
-    """Bytes read from and written to every memory level, per layer (see module docstring)."""
-    unit = accel.compute
+def memory_traffic(accel: Accelerator, table: LayerTable,
+                   unit: ComputeUnit | None = None) -> Traffic:
+    """Bytes read from and written to every memory level, per layer (see module docstring),
+    with every layer run on `unit` (default: the accelerator's default unit)."""
+    unit = unit or accel.compute
     ifmap_b = bits_to_bytes(table.ifmap_elems, table.act_bits)
     filter_b = bits_to_bytes(table.filter_elems, table.weight_bits)
     ofmap_b = bits_to_bytes(table.ofmap_elems, table.act_bits)
@@ -66,11 +70,13 @@ def memory_traffic(accel: Accelerator, table: LayerTable) -> Traffic:
     acc = unit.array_accesses(sr, sc, t)
     passes = unit.bit_passes(table.act_bits, table.weight_bits)
     reps = groups * passes
+    out_reps = groups * unit.output_passes(passes)
     acc_bits = unit.acc_bits
-    array_ifmap = bits_to_bytes(reps * acc.ifmap_reads, table.act_bits)
-    array_filter = bits_to_bytes(reps * acc.filter_reads, table.weight_bits)
-    array_out_writes = bits_to_bytes(reps * acc.ofmap_writes, acc_bits)
-    array_psum_reads = bits_to_bytes(reps * acc.psum_reads, acc_bits)
+    ifmap_bits, filter_bits = unit.array_operand_bits(table.act_bits, table.weight_bits)
+    array_ifmap = bits_to_bytes(reps * acc.ifmap_reads, ifmap_bits)
+    array_filter = bits_to_bytes(reps * acc.filter_reads, filter_bits)
+    array_out_writes = bits_to_bytes(out_reps * acc.ofmap_writes, acc_bits)
+    array_psum_reads = bits_to_bytes(out_reps * acc.psum_reads, acc_bits)
 
     if acc.outputs_are_partial:
         tile_b = bits_to_bytes(acc.psum_tile_elems, acc_bits)

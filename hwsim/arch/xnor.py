@@ -1,0 +1,121 @@
+"""The ``xnor_popcount`` unit: a FINN-style binary matrix-vector engine (ALGORITHMS.md §7).
+
+`pe` rows each own a slice of the output channels; `simd` lanes per PE XNOR one bit of the input
+vector with one weight bit per cycle, a popcount tree (`popcount_bits` wide) counts the matches,
+and an `acc_bits` accumulator per PE adds the popcounts over the reduction folds.
+
+Folding, per conv group (the cost model multiplies by groups and passes)::
+
+    MW = kernel_h * kernel_w * in_channels / groups      (reduction length, ``t``)
+    MH = out_channels / groups                           (rows of the weight matrix, ``sc``)
+    cycles = output_pixels * ceil(MW / simd) * ceil(MH / pe)
+
+Groups run back to back, each as its own matrix-vector problem, so a depthwise conv (MH = 1)
+uses one PE row of `pe` (FINN's separate vector-vector unit is not modelled).
+
+Multi-bit binary formats (sums of k binary planes, ALGORITHMS.md §3) run as k_a * k_w binary
+products: `act_bits`/`weight_bits` in the config are the most planes the unit accepts, a layer's
+``act_bits``/``weight_bits`` are its plane counts, and ``passes = k_a * k_w``. Each pass streams
+one bit per operand element from the buffers; plane results are combined in the PE accumulator,
+so every output leaves the array once.
+
+Compute actions (counts kept apart from energies): ``xnor`` and ``popcount_bit`` (bits entering
+a popcount tree) are one per binary product; ``accumulate`` is one per PE per cycle that does
+work, i.e. per output per pass per SIMD fold. Idle lanes are assumed clock-gated (not counted).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hwsim.arch.schema import non_negative_number, positive_int
+from hwsim.arch.units import (ArrayAccesses, ComputeUnit, UnitKind, _ceil_div,
+                              register_unit_kind)
+
+
+@dataclass(frozen=True)
+class XnorPopcount(ComputeUnit):
+    """`pe` x `simd` XNOR/popcount matrix-vector unit; energies in pJ per action."""
+
+    pe: int = 1
+    simd: int = 1
+    popcount_bits: int = 1
+    xnor_energy_pj: float = 0.0
+    popcount_energy_pj_per_bit: float = 0.0
+    accumulate_energy_pj: float = 0.0
+
+    @property
+    def pe_count(self) -> int:
+        return self.pe * self.simd
+
+    def compute_cycles(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """FINN folding per group and pass: ``sr * ceil(t / simd) * ceil(sc / pe)`` (int64)."""
+        return sr * _ceil_div(t, self.simd) * _ceil_div(sc, self.pe)
+
+    def array_accesses(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray) -> ArrayAccesses:
+        """Per output pixel: the input vector is re-read for each of the ceil(sc/pe) PE folds,
+        every weight is read once, each output is written once (accumulators stay in the PEs)."""
+        zero = np.zeros_like(sr)
+        return ArrayAccesses(ifmap_reads=sr * t * _ceil_div(sc, self.pe), filter_reads=sr * sc * t,
+                             ofmap_writes=sr * sc, psum_reads=zero, psum_tile_elems=zero,
+                             outputs_are_partial=False)
+
+    def bit_passes(self, act_bits: np.ndarray, weight_bits: np.ndarray) -> np.ndarray:
+        """k_a * k_w binary planes per layer."""
+        return np.asarray(act_bits, dtype=np.int64) * np.asarray(weight_bits, dtype=np.int64)
+
+    def supports(self, act_bits: np.ndarray, weight_bits: np.ndarray) -> np.ndarray:
+        return (np.asarray(act_bits) <= self.act_bits) & (np.asarray(weight_bits) <= self.weight_bits)
+
+    def support_text(self) -> str:
+        return (f"binary formats with act_bits (planes) <= {self.act_bits} and weight_bits "
+                f"(planes) <= {self.weight_bits}")
+
+    def action_counts(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray, groups: np.ndarray,
+                      passes: np.ndarray) -> dict[str, np.ndarray]:
+        products = groups * sr * sc * t * passes
+        return {"xnor": products, "popcount_bit": products,
+                "accumulate": groups * sr * sc * _ceil_div(t, self.simd) * passes}
+
+    def action_energies_pj(self) -> dict[str, float]:
+        return {"xnor": self.xnor_energy_pj, "popcount_bit": self.popcount_energy_pj_per_bit,
+                "accumulate": self.accumulate_energy_pj}
+
+    def array_operand_bits(self, act_bits: np.ndarray,
+                           weight_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        one = np.ones_like(np.asarray(act_bits, dtype=np.int64))
+        return one, one
+
+    def output_passes(self, passes: np.ndarray) -> np.ndarray:
+        return np.ones_like(passes)
+
+
+def _check(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """The popcount of `simd` bits must fit `popcount_bits`, and it must fit the accumulator."""
+    problems = []
+    simd, width, acc = values.get("simd"), values.get("popcount_bits"), values.get("acc_bits")
+    if isinstance(simd, int) and isinstance(width, int) and width < simd.bit_length():
+        problems.append(("popcount_bits", f"expected at least {simd.bit_length()} bits to count "
+                                          f"{simd} SIMD lanes, got {width}"))
+    if isinstance(width, int) and isinstance(acc, int) and acc < width:
+        problems.append(("acc_bits", f"expected at least popcount_bits ({width}), got {acc}"))
+    return problems
+
+
+def _build(values: dict[str, Any]) -> XnorPopcount:
+    return XnorPopcount(**values)
+
+
+register_unit_kind(UnitKind(
+    kind="xnor_popcount",
+    fields=(positive_int("pe"), positive_int("simd"), positive_int("popcount_bits"),
+            non_negative_number("xnor_energy_pj"), non_negative_number("popcount_energy_pj_per_bit"),
+            non_negative_number("accumulate_energy_pj")),
+    build=_build,
+    description="FINN-style binary matrix-vector unit: pe rows x simd XNOR lanes + popcount",
+    common_fields=(positive_int("act_bits"), positive_int("weight_bits"), positive_int("acc_bits")),
+    check=_check,
+))
