@@ -38,10 +38,11 @@ def test_cli_verify_prints_the_table_and_its_saved_program_costs_like_the_builti
 
     saved = tmp_path / "mnv2"
     assert main(["verify", "--model", "mobilenet_v2", "--bits", "8", "--images", "3",
-                 "--save-program", str(saved)]) == 0
+                 "--save-program", str(saved), "--acc-report"]) == 0
     out = capsys.readouterr().out
     for needle in ("features.0.0", "classifier.1", "max_lsb_diff", "sqnr_db",
-                   "top1_agreement_int_vs_float", "layers_bit_exact"):
+                   "top1_agreement_int_vs_float", "layers_bit_exact", "never_overflow_bits",
+                   "needed_bits"):
         assert needle in out
     # The captured real model and the built-in workload generator describe the same network.
     hw = "hw_configs/int8_systolic.yaml"

@@ -82,6 +82,13 @@ def verify(args: argparse.Namespace) -> int:
     with tqdm(total=2, unit="step", leave=False, disable=None) as steps:
         flow, report = _quantize_and_verify(args, args.model, steps)
     print(report.to_text())
+    if args.acc_report:
+        from hwsim.analysis import accumulator_report
+
+        table = accumulator_report(flow.program, flow.qm.quantize_input(flow.calib_images))
+        print("\nAccumulator widths (bits, two's complement) on the calibration images")
+        print_table(table, ["node", "reduction_length", "never_overflow_bits", "needed_bits",
+                            "headroom_bits", "configured_bits", "configured_overflows"])
     if args.save_program:
         from hwsim.ir import save_program
 

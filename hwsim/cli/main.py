@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     quant_opts(sp)
     sp.add_argument("--backend", choices=["fast", "reference"], default="fast")
     sp.add_argument("--save-program", metavar="PATH", help="also save the integer program")
+    sp.add_argument("--acc-report", action="store_true",
+                    help="also print, per layer, the accumulator width that can never overflow "
+                         "and the width the calibration images need")
     images(sp)
     outputs(sp)
     return p
