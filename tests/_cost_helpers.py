@@ -6,6 +6,9 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+import yaml
+
 from hwsim.arch import Accelerator, load_accelerator
 from hwsim.workloads import LayerShape
 
@@ -44,3 +47,27 @@ def reference_cycles(dataflow: str, rows: int, cols: int, sr: int, sc: int, t: i
     if dataflow == "ws":
         return c(t / rows) * c(sc / cols) * (sr + 2 * rows + cols - 2) - 1
     return c(t / rows) * c(sr / cols) * (sc + 2 * rows + cols - 2) - 1
+
+
+def write_config_variant(tmp_path: Path, base: Path, edit) -> Path:
+    """A copy of the YAML config `base`, changed in place by `edit(raw_dict)`, in tmp_path."""
+    raw = yaml.safe_load(base.read_text())
+    edit(raw)
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def assert_memory_energy_exact(accel: Accelerator, frame) -> None:
+    """Per layer and level: accesses == ceil(bytes*8 / access_bits), energy == accesses x
+    per-access energies exactly, and the total == compute + every level."""
+    for level in accel.levels:
+        n = level.name
+        for _, row in frame.iterrows():
+            reads = math.ceil(row[f"{n}_read_bytes"] * 8 / level.access_bits)
+            writes = math.ceil(row[f"{n}_write_bytes"] * 8 / level.access_bits)
+            assert row[f"{n}_read_accesses"] == reads
+            assert row[f"{n}_write_accesses"] == writes
+            assert row[f"energy_{n}_pj"] == reads * level.read_energy_pj + writes * level.write_energy_pj
+    parts = frame["energy_compute_pj"] + sum(frame[f"energy_{lvl.name}_pj"] for lvl in accel.levels)
+    np.testing.assert_allclose(frame["energy_total_pj"], parts, rtol=1e-13)

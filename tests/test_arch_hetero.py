@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from hwsim.arch import AssignRule, SystolicArray, XnorPopcount, assign_units, load_accelerator
 from hwsim.cost import cost_network
 from hwsim.errors import ConfigError
+from tests._cost_helpers import write_config_variant
 from hwsim.workloads import builtin_workload
 
 REPO = Path(__file__).resolve().parents[1]
@@ -23,14 +23,6 @@ def binarize_middle(layers):
     last = len(layers) - 1
     return [l if i in (0, last) else replace(l, act_bits=1, weight_bits=1)
             for i, l in enumerate(layers)]
-
-
-def write(tmp_path: Path, base: Path, edit) -> Path:
-    raw = yaml.safe_load(base.read_text())
-    edit(raw)
-    path = tmp_path / "variant.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 def test_hetero_config_loads_with_named_units():
@@ -101,7 +93,7 @@ def test_rules_from_yaml_by_pattern_and_overrides_reach_named_units(tmp_path):
     def edit(raw):
         raw["assign"]["rules"] = [{"unit": "int8_array", "layers": ["conv1", "fc"]},
                                   {"unit": "int8_array", "weight_bits": 8}]
-    accel = load_accelerator(write(tmp_path, HETERO, edit), ["units.binary.simd=32"])
+    accel = load_accelerator(write_config_variant(tmp_path, HETERO, edit), ["units.binary.simd=32"])
     assert accel.unit("binary").simd == 32
     layers = binarize_middle(builtin_workload("resnet18", input_hw=32))
     layers[5] = replace(layers[5], act_bits=8, weight_bits=8)
@@ -131,7 +123,7 @@ def test_rules_from_yaml_by_pattern_and_overrides_reach_named_units(tmp_path):
      "units.int8_array.kind: expected one of ['systolic', 'xnor_popcount'], got 'analog'"),
 ])
 def test_bad_hetero_config_gives_one_error_naming_file_and_field(tmp_path, edit, expected):
-    path = write(tmp_path, HETERO, edit)
+    path = write_config_variant(tmp_path, HETERO, edit)
     with pytest.raises(ConfigError) as err:
         load_accelerator(path)
     msg = str(err.value)
@@ -143,13 +135,13 @@ def test_single_binary_config_and_its_errors(tmp_path):
     assert accel.default_unit == "xnor_popcount" and accel.other_units == ()
     unit = accel.compute
     assert (unit.pe, unit.simd, unit.popcount_bits, unit.acc_bits) == (32, 64, 7, 16)
-    path = write(tmp_path, BINARY, lambda r: r["compute"].update(acc_bits=4, pe=0))
+    path = write_config_variant(tmp_path, BINARY, lambda r: r["compute"].update(acc_bits=4, pe=0))
     with pytest.raises(ConfigError) as err:
         load_accelerator(path)
     msg = str(err.value)
     assert "(2 errors)" in msg
     assert f"{path}: compute.acc_bits: expected at least popcount_bits (7), got 4" in msg
     assert f"{path}: compute.pe: expected a positive integer, got 0" in msg
-    path = write(tmp_path, BINARY, lambda r: r.update(assign={"default": "x"}))
+    path = write_config_variant(tmp_path, BINARY, lambda r: r.update(assign={"default": "x"}))
     with pytest.raises(ConfigError, match="assign: only valid with 'units'"):
         load_accelerator(path)

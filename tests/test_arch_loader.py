@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from hwsim.arch import (UNIT_KINDS, Accelerator, SystolicArray, UnitKind, load_accelerator,
                         register_unit_kind, unit_kind)
 from hwsim.errors import ConfigError
+from tests._cost_helpers import write_config_variant
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "hw_configs").glob("*.yaml"))
@@ -17,11 +17,7 @@ BASE = REPO / "hw_configs" / "int8_systolic.yaml"
 
 
 def write_variant(tmp_path: Path, edit) -> Path:
-    raw = yaml.safe_load(BASE.read_text())
-    edit(raw)
-    path = tmp_path / "variant.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path
+    return write_config_variant(tmp_path, BASE, edit)
 
 
 def test_shipped_configs_load():

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hwsim.cost import EnergyTable, cost_network, energy_pj
 from hwsim.workloads import builtin_workload
 
-from tests._cost_helpers import accel_with, conv
+from tests._cost_helpers import accel_with, assert_memory_energy_exact, conv
 
 
 def test_compute_energy_is_macs_times_mac_energy_exactly():
@@ -29,16 +29,7 @@ def test_memory_energy_is_accesses_times_energy_per_access_exactly():
     accel = accel_with(32, 32, "ws", buffer_bytes=8192)
     layers = [conv(in_channels=48, out_channels=80, batch=3), conv(name="d", in_channels=40, out_channels=40, groups=40)]
     frame = cost_network(accel, layers).per_layer
-    for level in accel.levels:
-        n = level.name
-        for _, row in frame.iterrows():
-            reads = math.ceil(row[f"{n}_read_bytes"] * 8 / level.access_bits)
-            writes = math.ceil(row[f"{n}_write_bytes"] * 8 / level.access_bits)
-            assert row[f"{n}_read_accesses"] == reads
-            assert row[f"{n}_write_accesses"] == writes
-            assert row[f"energy_{n}_pj"] == reads * level.read_energy_pj + writes * level.write_energy_pj
-    parts = frame["energy_compute_pj"] + sum(frame[f"energy_{lvl.name}_pj"] for lvl in accel.levels)
-    np.testing.assert_allclose(frame["energy_total_pj"], parts, rtol=1e-13)
+    assert_memory_energy_exact(accel, frame)
 
 
 def test_dram_energy_by_hand():

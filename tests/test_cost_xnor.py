@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hwsim.arch import XnorPopcount, load_accelerator
 from hwsim.cost import EnergyTable, LayerTable, cost_network, cost_table, memory_traffic
 
-from tests._cost_helpers import conv
+from tests._cost_helpers import assert_memory_energy_exact, conv
 
 REPO = Path(__file__).resolve().parents[1]
 BINARY = load_accelerator(REPO / "hw_configs" / "binary_xnor.yaml")
@@ -96,15 +96,7 @@ def test_memory_energy_per_level_is_accesses_times_energies_exactly():
     layers = [conv(in_channels=128, out_channels=256, act_bits=2, weight_bits=1),
               conv(name="d", in_channels=40, out_channels=40, groups=40, act_bits=1, weight_bits=3)]
     frame = cost_network(accel, layers).per_layer
-    for level in accel.levels:
-        n = level.name
-        for _, row in frame.iterrows():
-            reads = math.ceil(row[f"{n}_read_bytes"] * 8 / level.access_bits)
-            writes = math.ceil(row[f"{n}_write_bytes"] * 8 / level.access_bits)
-            assert (row[f"{n}_read_accesses"], row[f"{n}_write_accesses"]) == (reads, writes)
-            assert row[f"energy_{n}_pj"] == reads * level.read_energy_pj + writes * level.write_energy_pj
-    parts = frame["energy_compute_pj"] + sum(frame[f"energy_{l.name}_pj"] for l in accel.levels)
-    np.testing.assert_allclose(frame["energy_total_pj"], parts, rtol=1e-13)
+    assert_memory_energy_exact(accel, frame)
     table = EnergyTable.for_accelerator(accel)
     assert table.mac_pj == 0.0 and set(table.action_pj) == {"xnor", "popcount_bit", "accumulate"}
 
