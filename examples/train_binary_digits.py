@@ -26,7 +26,9 @@ Everything is seeded (torch, numpy; fixed train/test split), so two runs print t
 from __future__ import annotations
 
 import argparse
+import copy
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -85,12 +87,14 @@ def _int8_ste(x: torch.Tensor, fmt: quant.IntFormat,
 
 
 class DigitsNet(nn.Module):
-    """Conv(1->c1, int8) -> [BN, hardtanh, A, Conv(c1->c2, LS-1)] -> pool ->
-    [BN, hardtanh, A, Conv(c2->c3, LS-1)] -> pool -> BN, hardtanh -> Linear(4*c3->10, int8),
-    all convs 3x3 with padding 1, ``(c1, c2, c3) = widths``.
+    """Conv(1->c1, int8) -> BN, hardtanh -> [A, Conv(c1->c2, LS-1)] -> BN, hardtanh, pool ->
+    [A, Conv(c2->c3, LS-1)] -> BN, hardtanh, pool -> Linear(4*c3->10, int8), all convs 3x3 with
+    padding 1, ``(c1, c2, c3) = widths``.
 
     Input (N, 1, 8, 8) in [0, 1]; output logits (N, 10). ``act`` is a key of ACT_FORMATS
     (the quantizer A of the binarized convs' inputs) or ``"baseline"`` (nothing quantized).
+    BatchNorm follows each conv directly, so deployment folds it into the conv (a positive
+    per-channel scale of LS-1 weights is again LS-1; a negative one flips the signs).
     """
 
     def __init__(self, act: str, widths: tuple[int, int, int] = (8, 16, 16)) -> None:
@@ -113,7 +117,6 @@ class DigitsNet(nn.Module):
         return self.act != BASELINE
 
     def _binary_conv(self, x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
-        x = F.hardtanh(x)
         fmt = ACT_FORMATS.get(self.act)
         if fmt is not None:
             x = quant.binary_fake_quant(x, fmt)
@@ -133,12 +136,58 @@ class DigitsNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._int8_layer(x, self.conv1, _INPUT_UINT8, (0.0, 1.0),
                              lambda a, w, b: F.conv2d(a, w, b, padding=1))
-        x = self._binary_conv(self.bn1(x), self.conv2)        # (N, 64, 8, 8)
-        x = F.max_pool2d(x, 2)                               # (N, 64, 4, 4)
-        x = self._binary_conv(self.bn2(x), self.conv3)        # (N, 64, 4, 4)
-        x = F.max_pool2d(x, 2)                               # (N, 64, 2, 2)
-        x = F.hardtanh(self.bn3(x)).flatten(1)               # (N, 256), in [-1, 1]
-        return self._int8_layer(x, self.fc, _ACT_INT8, (-1.0, 1.0), F.linear)
+        x = F.hardtanh(self.bn1(x))                                   # (N, c1, 8, 8)
+        x = F.max_pool2d(F.hardtanh(self.bn2(self._binary_conv(x, self.conv2))), 2)
+        x = F.max_pool2d(F.hardtanh(self.bn3(self._binary_conv(x, self.conv3))), 2)
+        return self._int8_layer(x.flatten(1), self.fc, _ACT_INT8, (-1.0, 1.0), F.linear)
+
+    def deployable(self) -> nn.Sequential:
+        """The same network as plain float modules (copies, eval mode), which ``quant.quantize``
+        captures: conv1, bn1, act1, conv2, bn2, act2, pool2, conv3, bn3, act3, pool3, flatten,
+        fc. The quantizers come from ``deploy_config``."""
+        m = copy.deepcopy(self)
+        return nn.Sequential(OrderedDict(
+            conv1=m.conv1, bn1=m.bn1, act1=nn.Hardtanh(), conv2=m.conv2, bn2=m.bn2,
+            act2=nn.Hardtanh(), pool2=nn.MaxPool2d(2), conv3=m.conv3, bn3=m.bn3,
+            act3=nn.Hardtanh(), pool3=nn.MaxPool2d(2), flatten=nn.Flatten(), fc=m.fc)).eval()
+
+
+def deploy_config(act: str, scaling: str = "per_sample") -> quant.QuantConfig:
+    """Post-training quantization of a trained DigitsNet's ``deployable()``: int8 per-channel
+    weights and uint8 activations everywhere, LS-1 weights on conv2 / conv3, whose inputs are
+    binarized with ``act``'s format (``scaling``: "per_sample" or "running"; "float" keeps
+    them as integer codes: binary weights times int8 activations)."""
+    binary = {"conv2": _WEIGHT_LS1, "conv3": _WEIGHT_LS1}
+    fmt = ACT_FORMATS[act]
+    inputs = {} if fmt is None else {name: quant.BinaryInput(fmt, scaling) for name in binary}
+    return quant.QuantConfig(layer_weight=binary, binary_inputs=inputs)
+
+
+def deploy(model: DigitsNet, data: tuple[torch.Tensor, ...], scaling: str = "per_sample"
+           ) -> dict[str, float]:
+    """Quantize ``model`` (calibrated on the training images), lower it to hwsim's integer
+    program and run the test images through the bit-accurate executor.
+
+    Returns ``fake_acc`` / ``int_acc`` (fractions), ``agree`` (test images whose integer
+    prediction equals the fake-quant model's), ``images``, and ``max_lsb`` (largest difference
+    of any layer, fed the fake-quant model's inputs, in output LSBs).
+    """
+    from hwsim import execute
+    from hwsim.lower import lower
+    from hwsim.verify import verify
+
+    x_tr, _, x_te, y_te = data
+    qm = quant.quantize(model.deployable(), deploy_config(model.act, scaling), [x_tr],
+                        example_input=x_tr[:1])
+    program = lower(qm)
+    int_pred = execute(program, qm.quantize_input(x_te)).output.argmax(axis=1)
+    fake_pred = qm(x_te).argmax(1).numpy()
+    labels = y_te.numpy()
+    report = verify(qm, program, x_te.numpy())
+    return {"fake_acc": float((fake_pred == labels).mean()),
+            "int_acc": float((int_pred == labels).mean()),
+            "agree": int((int_pred == fake_pred).sum()), "images": len(labels),
+            "max_lsb": int(report.summary["max_lsb_diff_any_layer"])}
 
 
 def load_split(settings: TrainSettings) -> tuple[torch.Tensor, ...]:
@@ -157,7 +206,23 @@ def train_one(act: str, seed: int, data: tuple[torch.Tensor, ...],
               settings: TrainSettings) -> float:
     """Train a DigitsNet with activation quantizer ``act`` from ``seed``; return test accuracy
     (fraction in [0, 1], evaluated with BatchNorm in eval mode)."""
-    x_tr, y_tr, x_te, y_te = data
+    return test_accuracy(train_model(act, seed, data, settings), data)
+
+
+def test_accuracy(model: DigitsNet, data: tuple[torch.Tensor, ...]) -> float:
+    """Accuracy of the training-time forward (fake quantizers as trained) on the test split."""
+    _, _, x_te, y_te = data
+    model.eval()
+    with torch.no_grad():
+        pred = model(x_te).argmax(1)
+    return float((pred == y_te).float().mean())
+
+
+def train_model(act: str, seed: int, data: tuple[torch.Tensor, ...],
+                settings: TrainSettings) -> DigitsNet:
+    """Train a DigitsNet with activation quantizer ``act`` from ``seed`` (Adam, cosine
+    schedule, straight-through estimators); returned in eval mode."""
+    x_tr, y_tr, _, _ = data
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = DigitsNet(act, settings.widths)
@@ -175,26 +240,44 @@ def train_one(act: str, seed: int, data: tuple[torch.Tensor, ...],
             loss.backward()
             opt.step()
             sched.step()
-    model.eval()
-    with torch.no_grad():
-        pred = model(x_te).argmax(1)
-    return float((pred == y_te).float().mean())
+    return model.eval()
 
 
-def run(acts: Sequence[str], seeds: Sequence[int], settings: TrainSettings) -> pd.DataFrame:
+def run(acts: Sequence[str], seeds: Sequence[int], settings: TrainSettings,
+        scaling: str | None = "per_sample") -> pd.DataFrame:
     """Train every (activation quantizer, seed); one row per quantizer with columns
     ``act``, ``activations``, ``mean_acc``, ``std_acc``, ``min_acc``, ``max_acc``,
-    ``seeds`` (count) and ``seconds`` (wall time of its runs)."""
+    ``seeds`` (count) and ``seconds`` (wall time of its runs).
+
+    Unless ``scaling`` is None, every trained quantized network is also deployed (see
+    ``deploy``) with that binarizer scaling, adding ``fake_acc`` and ``int_acc`` (means over
+    seeds), ``agree`` / ``images`` (summed over seeds) and ``max_lsb`` (max over seeds); the
+    baseline row has NaN / 0 there.
+    """
     if not seeds:
         raise QuantError("train_binary_digits: 'seeds' must name at least one seed")
     data = load_split(settings)
     rows = []
     for act in acts:
         t0 = time.perf_counter()
-        accs = np.array([train_one(act, s, data, settings) for s in seeds])
-        rows.append({"act": act, "activations": ACT_LABELS[act], "mean_acc": accs.mean(),
-                     "std_acc": accs.std(), "min_acc": accs.min(), "max_acc": accs.max(),
-                     "seeds": len(accs), "seconds": time.perf_counter() - t0})
+        accs, deployed = [], []
+        for seed in seeds:
+            model = train_model(act, seed, data, settings)
+            accs.append(test_accuracy(model, data))
+            if scaling is not None and act != BASELINE:
+                deployed.append(deploy(model, data, scaling))
+        accs = np.array(accs)
+        row = {"act": act, "activations": ACT_LABELS[act], "mean_acc": accs.mean(),
+               "std_acc": accs.std(), "min_acc": accs.min(), "max_acc": accs.max(),
+               "seeds": len(accs)}
+        d = pd.DataFrame(deployed)
+        row.update(fake_acc=d["fake_acc"].mean() if deployed else float("nan"),
+                   int_acc=d["int_acc"].mean() if deployed else float("nan"),
+                   agree=int(d["agree"].sum()) if deployed else 0,
+                   images=int(d["images"].sum()) if deployed else 0,
+                   max_lsb=int(d["max_lsb"].max()) if deployed else 0,
+                   seconds=time.perf_counter() - t0)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -224,12 +307,20 @@ def format_table(table: pd.DataFrame, settings: TrainSettings) -> str:
     """The printed accuracy table (accuracy in %, mean +- std over seeds)."""
     lines = [f"digits test accuracy, {int(table['seeds'].iloc[0])} seed(s), {settings.epochs} "
              "epochs; weights of binarized convs LS-1 per channel, first/last layers int8",
-             f"{'activations of binarized convs':<34} {'accuracy %':>16} {'min..max %':>14} "
+             "trained: the training forward; deployed: post-training quantized (uint8 "
+             "activations, binarized conv inputs) as fake-quant and as hwsim's integer program",
+             f"{'activations of binarized convs':<34} {'trained %':>16} {'min..max %':>14} "
+             f"{'fake-quant %':>12} {'integer %':>9} {'int == fake':>13} {'max LSB':>7} "
              f"{'time s':>7}"]
     for r in table.itertuples():
         acc = f"{100 * r.mean_acc:6.2f} +- {100 * r.std_acc:4.2f}"
         span = f"{100 * r.min_acc:5.1f}..{100 * r.max_acc:5.1f}"
-        lines.append(f"{r.activations:<34} {acc:>16} {span:>14} {r.seconds:7.1f}")
+        if r.images:
+            dep = (f"{100 * r.fake_acc:12.2f} {100 * r.int_acc:9.2f} "
+                   f"{f'{r.agree}/{r.images}':>13} {r.max_lsb:7d}")
+        else:
+            dep = f"{'-':>12} {'-':>9} {'-':>13} {'-':>7}"
+        lines.append(f"{r.activations:<34} {acc:>16} {span:>14} {dep} {r.seconds:7.1f}")
     return "\n".join(lines)
 
 
@@ -243,6 +334,10 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--widths", default="8,16,16",
                         help="output channels of conv1,conv2,conv3")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--scaling", default="per_sample",
+                        choices=["per_sample", "running", "none"],
+                        help="deploy the trained networks with per-sample or running (static) "
+                             "binarizer scales, or not at all (none)")
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.seeds < 1:
         raise QuantError(f"train_binary_digits: --epochs and --seeds must be >= 1; got "
@@ -250,7 +345,8 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     torch.set_num_threads(args.threads)
     settings = TrainSettings(widths=parse_widths(args.widths), epochs=args.epochs)
     t0 = time.perf_counter()
-    table = run(parse_acts(args.acts), list(range(args.seeds)), settings)
+    table = run(parse_acts(args.acts), list(range(args.seeds)), settings,
+                None if args.scaling == "none" else args.scaling)
     print(format_table(table, settings))
     print(f"total {time.perf_counter() - t0:.1f} s")
     return table

@@ -256,7 +256,24 @@ def _clamp(node: Node, args, k):
     return _requantize(node, acc, k, axis=1), None
 
 
+def _binary_layer(node: Node, args, k):
+    """binary_conv2d / binary_linear: binarize the input codes, XNOR-popcount products combined
+    with the scales in float64, one rounding to the output codes (see hwsim.ir.ops)."""
+    from hwsim.kernels.binary_layer import BinaryLayer, binary_layer_forward
+
+    a = node.attrs
+    layer = BinaryLayer(
+        weight_planes=node.arrays["weight_planes"], weight_scales=node.arrays["weight_scales"],
+        bias=node.arrays.get("bias_f64"), binarizer=a["input_binarizer"],
+        input_scales=node.arrays.get("input_scales"), input_zero_point=int(a["input_zero_point"]),
+        input_scale=float(a["input_scale"]), output_scale=float(node.out.scale),
+        output_zero_point=int(node.out.zero_point), output_clamp=tuple(a["output_clamp"]),
+        conv=_conv_geometry(node) if node.op == "binary_conv2d" else None)
+    return binary_layer_forward(layer, args[0], fast=bool(k.fused)), None
+
+
 _HANDLERS: dict[str, Callable] = {
     "conv2d": _conv2d, "linear": _linear, "add": _add, "maxpool2d": _maxpool2d,
     "avgpool2d": _avgpool2d, "flatten": _flatten, "concat": _concat, "clamp": _clamp,
+    "binary_conv2d": _binary_layer, "binary_linear": _binary_layer,
 }

@@ -56,16 +56,19 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
 
 
 def program_workload(program: IntProgram, batch: int = 1) -> list[LayerShape]:
-    """The conv and linear nodes of an integer program as cost-model layer shapes."""
+    """The conv and linear nodes of an integer program (binary ones included) as cost-model
+    layer shapes. A binary layer runs at its planes' widths: act_bits = k_a (the input codes'
+    width when it has no binarizer), weight_bits = k_w."""
     layers = []
     for node in program.nodes():
-        if node.op not in ("conv2d", "linear"):
+        if node.op not in ("conv2d", "linear", "binary_conv2d", "binary_linear"):
             continue
         src = program.node(node.inputs[0])
-        w = node.arrays["weight"]
-        act_bits = src.out.bits
+        binary = node.op.startswith("binary_")
+        w = node.arrays["weight_planes"][0] if binary else node.arrays["weight"]
+        act_bits = int(node.attrs["input_bits"]) if binary else src.out.bits
         weight_bits = int(node.attrs.get("weight_bits", 8))
-        if node.op == "conv2d":
+        if node.op in ("conv2d", "binary_conv2d"):
             pt, pl, pb, pr = node.attrs["padding"]
             layers.append(LayerShape(
                 name=node.name, kind="conv", in_h=int(src.out_shape[2]), in_w=int(src.out_shape[3]),

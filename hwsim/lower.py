@@ -100,6 +100,8 @@ def _lower_input(ctx: _Lowering, rec) -> Node:
 
 def _lower_dense(ctx: _Lowering, rec) -> Node:
     qm = ctx.qm
+    if qm.is_binary(rec.name):
+        return _lower_binary(ctx, rec)
     src = rec.inputs[0]
     x_q, out = ctx.tq(src), ctx.tq(rec.name)
     wp = qm.weight_params(rec.name)
@@ -125,6 +127,38 @@ def _lower_dense(ctx: _Lowering, rec) -> Node:
                      dilation=list(a["dilation"]), groups=int(a["groups"]))
     arrays["weight_scale"] = s_w.astype(np.float64)
     return Node(rec.name, rec.op, tuple(rec.inputs), tuple(rec.out_shape), out, attrs, arrays,
+                source=rec.module_path)
+
+
+def _lower_binary(ctx: _Lowering, rec) -> Node:
+    """A layer with sign-plane weights -> binary_conv2d / binary_linear (see hwsim.ir.ops)."""
+    qm = ctx.qm
+    x_q, out = ctx.tq(rec.inputs[0]), ctx.tq(rec.name)
+    wp = qm.weight_params(rec.name)
+    planes = np.ascontiguousarray(wp.b, dtype=np.int8)  # (k_w, K, ...)
+    k_w, k_out = planes.shape[:2]
+    arrays: dict[str, np.ndarray] = {
+        "weight_planes": planes,
+        "weight_scales": np.ascontiguousarray(np.broadcast_to(wp.v, (k_out, k_w)), dtype=np.float64)}
+    binarizer = qm.binary_input(rec.name)
+    if binarizer is not None and binarizer.scaling == "running":
+        arrays["input_scales"] = np.asarray(qm.binary_input_scales(rec.name), dtype=np.float64)
+    if rec.bias is not None:  # float32 values, exact in float64
+        arrays["bias_f64"] = np.asarray(rec.bias, dtype=np.float32).astype(np.float64)
+    attrs: dict[str, Any] = {
+        "input_zero_point": x_q.zero_point, "input_scale": x_q.scale,
+        "input_binarizer": None if binarizer is None else binarizer.to_attrs(),
+        "output_clamp": ctx.clamp(rec, out), "output_scale": out.scale,
+        "weight_format": wp.fmt.describe(), "weight_bits": int(k_w),
+        "input_bits": x_q.bits if binarizer is None else binarizer.k,
+    }
+    op = "binary_linear"
+    if rec.op == "conv2d":
+        a = rec.attrs
+        attrs.update(stride=list(a["stride"]), padding=list(a["padding"]),
+                     dilation=list(a["dilation"]), groups=int(a["groups"]))
+        op = "binary_conv2d"
+    return Node(rec.name, op, tuple(rec.inputs), tuple(rec.out_shape), out, attrs, arrays,
                 source=rec.module_path)
 
 

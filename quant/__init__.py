@@ -1,19 +1,66 @@
 """quant: hardware-agnostic post-training quantization (capture, formats, calibration).
 
-``quant`` never imports ``hwsim``.
+``quant`` never imports ``hwsim``.  Importing ``quant`` or ``quant.formats`` does not import
+torch: the number formats are plain numpy, so hwsim's torch-free core can use them.  The
+torch-facing names (capture, calibration, ``quantize``) are loaded on first use.
 """
 
-from quant.calibrate import ActivationObserver, calibrate_activations
-from quant.capture import capture
+import sys
+import types
+from importlib import import_module
+from typing import Any
+
+from quant.binary_input import BinaryInput
 from quant.errors import CalibrationError, QuantError, UnsupportedOpError
 from quant.formats import (BinaryFormat, BinaryParams, IntFormat, QuantParams, binary_fake_quant,
-                           fit_binary, fit_int_params, fit_params, register_format)
+                           encode_binary, fit_binary, fit_int_params, fit_params,
+                           register_format)
 from quant.graph import LayerGraph, LayerRecord
-from quant.model import QuantConfig, QuantizedModel, quantize
+
+# name -> module that defines it; imported (with torch) when the name is first used.
+_LAZY = {
+    "ActivationObserver": "quant.calibrate",
+    "calibrate_activations": "quant.calibrate",
+    "QuantConfig": "quant.model",
+    "QuantizedModel": "quant.model",
+    "quantize": "quant.model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'quant' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    """``quant.capture`` is the capture *function*, although ``quant/capture.py`` is also a
+    submodule: the import system binds a submodule on its package when it is first imported,
+    and this property keeps the public name pointing at the function whatever was imported."""
+
+    @property
+    def capture(self) -> Any:
+        return import_module("quant.capture").capture
+
+    @capture.setter
+    def capture(self, value: Any) -> None:  # the submodule binding; the function stays public
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
+
 
 __all__ = [
     "ActivationObserver",
     "BinaryFormat",
+    "BinaryInput",
     "BinaryParams",
     "CalibrationError",
     "IntFormat",
@@ -27,6 +74,7 @@ __all__ = [
     "binary_fake_quant",
     "calibrate_activations",
     "capture",
+    "encode_binary",
     "fit_binary",
     "fit_int_params",
     "fit_params",

@@ -9,14 +9,15 @@ percentile or the MSE search is computed (the MSE search is anchored at the exac
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import torch
 
-from quant.errors import CalibrationError
+from quant.binary_input import BinaryInput
+from quant.errors import CalibrationError, QuantError
 from quant.execute import float_params, run_graph
-from quant.formats import IntFormat, QuantParams, fit_int_params
+from quant.formats import IntFormat, QuantParams, fit_binary, fit_int_params
 from quant.graph import LayerGraph, LayerRecord
 
 # Ops whose output gets its own calibrated activation parameters; the others (maxpool2d,
@@ -70,6 +71,31 @@ class ActivationObserver:
         return fit_int_params(data, self.fmt, bounds=(self.lo, self.hi))
 
 
+class BinaryScaleObserver:
+    """Running mean of the per-sample least-squares fits of one binary layer's input (real
+    units): the static scales of ``BinaryInput(scaling="running")``."""
+
+    def __init__(self, binarizer: BinaryInput) -> None:
+        self.binarizer = binarizer
+        self._sum = np.zeros(binarizer.k, dtype=np.float64)
+        self.count = 0
+
+    def update(self, t: torch.Tensor) -> None:
+        """Observe one batch (N, ...) of the layer's float input."""
+        if t.shape[0] == 0:
+            return
+        x = t.detach().cpu().to(torch.float64).numpy()
+        v = fit_binary(x, self.binarizer.fmt).v  # (N, k); raises on NaN / inf
+        self._sum += v.sum(axis=0)
+        self.count += v.shape[0]
+
+    def scales(self) -> np.ndarray:
+        """(k,) float64, the mean per-sample scales; CalibrationError if nothing was seen."""
+        if self.count == 0:
+            raise CalibrationError("no samples were observed")
+        return self._sum / self.count
+
+
 def calibrate_activations(graph: LayerGraph, batches: Iterable[torch.Tensor], fmt: IntFormat,
                           reservoir_size: int = 65536, seed: int = 0) -> dict[str, QuantParams]:
     """Run the float graph on every batch; return per-tensor params of every requantizing record.
@@ -78,18 +104,34 @@ def calibrate_activations(graph: LayerGraph, batches: Iterable[torch.Tensor], fm
         batches: float tensors shaped like the graph input (N, ...); at least one.
     Returns: record name -> QuantParams for records whose op is in ``REQUANTIZING_OPS``.
     """
+    return calibrate(graph, batches, fmt, reservoir_size, seed)[0]
+
+
+def calibrate(graph: LayerGraph, batches: Iterable[torch.Tensor], fmt: IntFormat,
+              reservoir_size: int = 65536, seed: int = 0,
+              binary_inputs: Mapping[str, BinaryInput] | None = None
+              ) -> tuple[dict[str, QuantParams], dict[str, np.ndarray]]:
+    """``calibrate_activations`` plus, for every layer whose input binarizer uses running
+    scales, those scales (k,) in real units: (act params, layer name -> scales)."""
     names = [r.name for r in graph if r.op in REQUANTIZING_OPS]
     observers = {name: ActivationObserver(fmt, reservoir_size, seed + i)
                  for i, name in enumerate(names)}
+    running = {name: BinaryScaleObserver(b) for name, b in (binary_inputs or {}).items()
+               if b.scaling == "running"}
+    # producer record -> the binary layers whose input it is
+    fed: dict[str, list[str]] = {}
+    for name in running:
+        fed.setdefault(graph[name].inputs[0], []).append(name)
     weights = float_params(graph)
 
     def observe(rec: LayerRecord, y: torch.Tensor) -> torch.Tensor:
-        obs = observers.get(rec.name)
-        if obs is not None:
+        targets = [(rec.name, observers[rec.name])] if rec.name in observers else []
+        targets += [(layer, running[layer]) for layer in fed.get(rec.name, ())]
+        for layer, obs in targets:
             try:
                 obs.update(y)
-            except CalibrationError as exc:
-                raise CalibrationError(f"layer {rec.name!r}: {exc}") from None
+            except (CalibrationError, QuantError) as exc:
+                raise CalibrationError(f"layer {layer!r}: {exc}") from None
         return y
 
     n_batches = 0
@@ -101,4 +143,5 @@ def calibrate_activations(graph: LayerGraph, batches: Iterable[torch.Tensor], fm
         n_batches += 1
     if n_batches == 0:
         raise CalibrationError("calibration_data is empty; pass at least one batch")
-    return {name: obs.params() for name, obs in observers.items()}
+    return ({name: obs.params() for name, obs in observers.items()},
+            {name: obs.scales() for name, obs in running.items()})

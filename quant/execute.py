@@ -95,7 +95,9 @@ def apply_activation(rec: LayerRecord, y: torch.Tensor) -> torch.Tensor:
 def run_graph(graph: LayerGraph, x: torch.Tensor,
               params: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]],
               post: Callable[[LayerRecord, torch.Tensor], torch.Tensor] | None = None,
-              keep: bool = True) -> dict[str, torch.Tensor]:
+              keep: bool = True,
+              pre: Callable[[LayerRecord, list[torch.Tensor]], list[torch.Tensor]] | None = None
+              ) -> dict[str, torch.Tensor]:
     """Evaluate every record of ``graph`` on input ``x`` (float32, shape of the input record).
 
     Args:
@@ -103,6 +105,7 @@ def run_graph(graph: LayerGraph, x: torch.Tensor,
         post: applied to each record's output after the fused activation (fake quantization);
             also applied to the input record.  None: identity.
         keep: keep every record's output (else only the graph output is returned).
+        pre: applied to each record's input tensors before its op (e.g. an input binarizer).
     Returns: record name -> float32 output tensor.
     """
     expected = graph[graph.input_name].out_shape
@@ -120,7 +123,10 @@ def run_graph(graph: LayerGraph, x: torch.Tensor,
                 y = x.to(torch.float32)
             else:
                 w, b = params.get(rec.name, (None, None))
-                y = OP_TABLE[rec.op](rec, [values[s] for s in rec.inputs], w, b)
+                xs = [values[s] for s in rec.inputs]
+                if pre is not None:
+                    xs = pre(rec, xs)
+                y = OP_TABLE[rec.op](rec, xs, w, b)
                 y = apply_activation(rec, y)
             values[rec.name] = post(rec, y) if post is not None else y
             if not keep:

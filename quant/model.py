@@ -9,6 +9,10 @@ Fake-quant semantics (the integer program matches these up to requantization rou
 * conv2d / linear: ``y = op(x_fq, w_fq) + bias_codes · s_x · s_w`` in float32 (torch CPU
   kernels), with ``w_fq = float32((codes - zp_w) · s_w)`` and the bias term computed in float64
   and cast to float32; then the fused activation clamp; then ``fq`` with the record's params.
+* binary conv2d / linear (a ``BinaryFormat`` weight): ``w_fq = float32(sum_j v_j b_j)`` and the
+  float32 bias unchanged; a layer with an input binarizer (``QuantConfig.binary_inputs``) first
+  turns its input codes ``c = round(x_fq / s_x)`` (centred) into sign planes and scales
+  (``quant.binary_input.binarize_codes``) and uses ``x_b = float32(s_x · sum_i v_i b_i)``.
 * add: ``a_fq + b_fq``, clamp, ``fq``.  avgpool2d: ``avg(x_fq)``, ``fq``.  concat:
   ``fq(cat(...))``.  clamp: clamp, ``fq``.  maxpool2d / flatten: no new quantization (their
   output parameters are their input's).
@@ -19,17 +23,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from quant._validate import check_int
-from quant.calibrate import REQUANTIZING_OPS, calibrate_activations
+from quant.binary_input import BinaryInput, binarize_codes
+from quant.calibrate import REQUANTIZING_OPS, calibrate
 from quant.capture import capture
 from quant.errors import CalibrationError, QuantError
 from quant.execute import float_params, run_graph
-from quant.formats import IntFormat, QuantParams, fit_params
+from quant.formats import BinaryFormat, BinaryParams, IntFormat, QuantParams, fit_params
+from quant.formats.registry import format_entry
 from quant.graph import WEIGHTED_OPS, LayerGraph, LayerRecord
 
 DEFAULT_WEIGHT_FORMAT = IntFormat(bits=8, signed=True, symmetric=True, per_channel=True)
@@ -41,10 +48,15 @@ class QuantConfig:
     """How to quantize a model.
 
     Attributes:
-        weight: format of conv2d / linear weights (per-channel means axis 0, output channels).
+        weight: format of conv2d / linear weights, any registered format (``IntFormat``:
+            per-channel means axis 0, output channels; ``BinaryFormat``: axis 0 or None).
         activation: per-tensor format of every activation (record outputs and the input).
         bias_bits: width of the bias codes (int32 by default); codes outside it are an error.
+            Binary layers keep a float bias (their output scale is not a product of two
+            static scales).
         layer_weight: per-layer weight format overrides, record name -> format.
+        binary_inputs: record name -> ``BinaryInput``: that conv2d / linear layer binarizes its
+            input (per sample, or with running scales calibrated here).
         reservoir_size: values kept per activation for percentile / MSE calibration.
         seed: seed of the calibration reservoirs.
     """
@@ -52,16 +64,17 @@ class QuantConfig:
     weight: IntFormat = DEFAULT_WEIGHT_FORMAT
     activation: IntFormat = DEFAULT_ACTIVATION_FORMAT
     bias_bits: int = 32
-    layer_weight: Mapping[str, IntFormat] = field(default_factory=dict)
+    layer_weight: Mapping[str, Any] = field(default_factory=dict)
+    binary_inputs: Mapping[str, BinaryInput] = field(default_factory=dict)
     reservoir_size: int = 65536
     seed: int = 0
 
     def __post_init__(self) -> None:
         owner = "QuantConfig"
-        for attr in ("weight", "activation"):
-            if not isinstance(getattr(self, attr), IntFormat):
-                raise QuantError(f"The {attr!r} parameter of QuantConfig must be an IntFormat. "
-                                 f"Got {getattr(self, attr)!r} instead.")
+        if not isinstance(self.activation, IntFormat):
+            raise QuantError("The 'activation' parameter of QuantConfig must be an IntFormat. "
+                             f"Got {self.activation!r} instead.")
+        _check_weight_format(self.weight, "The 'weight' parameter of QuantConfig")
         if self.activation.per_channel:
             raise QuantError("The 'activation' parameter of QuantConfig must be a per-tensor "
                              "format (per_channel=False). Got per_channel=True instead.")
@@ -72,14 +85,30 @@ class QuantConfig:
             raise QuantError("The 'layer_weight' parameter of QuantConfig must be a mapping "
                              f"from layer name to IntFormat. Got {self.layer_weight!r} instead.")
         for name, fmt in self.layer_weight.items():
-            if not isinstance(fmt, IntFormat):
-                raise QuantError(f"QuantConfig.layer_weight[{name!r}] must be an IntFormat; "
-                                 f"got {fmt!r}")
+            _check_weight_format(fmt, f"QuantConfig.layer_weight[{name!r}]")
+        if not isinstance(self.binary_inputs, Mapping):
+            raise QuantError("The 'binary_inputs' parameter of QuantConfig must be a mapping "
+                             f"from layer name to BinaryInput. Got {self.binary_inputs!r} instead.")
+        for name, b in self.binary_inputs.items():
+            if not isinstance(b, BinaryInput):
+                raise QuantError(f"QuantConfig.binary_inputs[{name!r}] must be a BinaryInput; "
+                                 f"got {b!r}")
         object.__setattr__(self, "layer_weight", MappingProxyType(dict(self.layer_weight)))
+        object.__setattr__(self, "binary_inputs", MappingProxyType(dict(self.binary_inputs)))
 
-    def weight_format(self, name: str) -> IntFormat:
+    def weight_format(self, name: str) -> Any:
         return self.layer_weight.get(name, self.weight)
 
+
+def _check_weight_format(fmt: Any, where: str) -> None:
+    """A registered format; a binary one fits per output channel (axis 0) or per tensor."""
+    try:
+        format_entry(fmt)
+    except QuantError as exc:
+        raise QuantError(f"{where} must be a registered number format: {exc}") from None
+    if isinstance(fmt, BinaryFormat) and fmt.axis not in (0, None):
+        raise QuantError(f"{where}: a binary weight format fits per output channel (axis=0) or "
+                         f"per tensor (axis=None); got axis={fmt.axis}")
 
 def _fq_tensor(t: torch.Tensor, p: QuantParams) -> torch.Tensor:
     """Per-tensor fake quantization in float64, returned as float32 (see module docstring)."""
@@ -97,32 +126,63 @@ class QuantizedModel:
     """
 
     def __init__(self, graph: LayerGraph, config: QuantConfig,
-                 act_params: Mapping[str, QuantParams]) -> None:
+                 act_params: Mapping[str, QuantParams],
+                 binary_scales: Mapping[str, np.ndarray] | None = None) -> None:
+        """``binary_scales``: running input-binarizer scales (k,) in real units, per layer."""
         self.graph = graph
         self.config = config
         self._act = dict(act_params)
-        self._w_params: dict[str, QuantParams] = {}
+        self._w_params: dict[str, Any] = {}
         self._w_codes: dict[str, np.ndarray] = {}
         self._b_codes: dict[str, np.ndarray | None] = {}
-        unknown = sorted(set(config.layer_weight) - set(graph.names("conv2d"))
-                         - set(graph.names("linear")))
-        if unknown:
-            raise QuantError(f"QuantConfig.layer_weight names {unknown} that are not conv2d or "
-                             f"linear layers; e.g. {graph.names('conv2d')[:3]}")
+        weighted = set(graph.names("conv2d")) | set(graph.names("linear"))
+        for what, names in (("layer_weight", config.layer_weight),
+                            ("binary_inputs", config.binary_inputs)):
+            unknown = sorted(set(names) - weighted)
+            if unknown:
+                raise QuantError(f"QuantConfig.{what} names {unknown} that are not conv2d or "
+                                 f"linear layers; e.g. {graph.names('conv2d')[:3]}")
         for rec in graph:
             if rec.op in REQUANTIZING_OPS and rec.name not in self._act:
                 raise CalibrationError(f"layer {rec.name!r} has no activation parameters")
             if rec.op in WEIGHTED_OPS:
                 self._quantize_weights(rec)
+        self._binary_scales = self._static_binary_scales(binary_scales or {})
         self._fq_params = self._torch_params()
         self._float_params = float_params(graph)
 
     # ---- construction ----------------------------------------------------------------
     def _quantize_weights(self, rec: LayerRecord) -> None:
-        params = fit_params(rec.weight, self.config.weight_format(rec.name))
+        fmt = self.config.weight_format(rec.name)
+        try:
+            params = fit_params(rec.weight, fmt)
+        except QuantError as exc:
+            raise QuantError(f"layer {rec.name!r} ({fmt.describe()} weights): {exc}") from None
         self._w_params[rec.name] = params
+        if isinstance(params, BinaryParams):
+            self._w_codes[rec.name] = params.b
+            self._b_codes[rec.name] = None
+            return
+        if rec.name in self.config.binary_inputs:
+            raise QuantError(f"layer {rec.name!r}: an input binarizer needs binary weights; the "
+                             f"layer's weight format is {fmt.describe()}")
         self._w_codes[rec.name] = params.quantize(rec.weight)
         self._b_codes[rec.name] = None if rec.bias is None else self._bias_codes(rec, params)
+
+    def _static_binary_scales(self, real: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Running binarizer scales in input code units: real scales / s_x, float64 (k,)."""
+        out = {}
+        for name, b in self.config.binary_inputs.items():
+            if b.scaling != "running":
+                continue
+            if name not in real:
+                raise CalibrationError(f"layer {name!r}: running binarizer scales were not "
+                                       "calibrated")
+            s_x = float(self.act_params(self.graph[name].inputs[0]).scale)
+            v = np.asarray(real[name], dtype=np.float64) / s_x
+            v.setflags(write=False)
+            out[name] = v
+        return out
 
     def _bias_scale(self, rec: LayerRecord) -> np.ndarray:
         """``s_x · s_w`` per output channel, float64 (K,)."""
@@ -142,6 +202,11 @@ class QuantizedModel:
     def _torch_params(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         out = {}
         for name, params in self._w_params.items():
+            if isinstance(params, BinaryParams):
+                bias = self.graph[name].bias
+                out[name] = (torch.from_numpy(params.dequantize().astype(np.float32)),
+                             None if bias is None else torch.from_numpy(bias.astype(np.float32)))
+                continue
             w = torch.from_numpy(params.dequantize(self._w_codes[name]).astype(np.float32))
             b_codes = self._b_codes[name]
             b = None
@@ -159,13 +224,41 @@ class QuantizedModel:
                              f"weighted layers are conv2d / linear")
         return rec
 
-    def weight_params(self, name: str) -> QuantParams:
-        """Weight QuantParams of conv2d / linear ``name`` (per channel: scale (K,), axis 0)."""
+    def weight_params(self, name: str) -> Any:
+        """Weight parameters of conv2d / linear ``name``: QuantParams (per channel: scale (K,),
+        axis 0) or, for a binary layer, BinaryParams (``v`` (K, k) or (1, k))."""
         self._weighted(name)
         return self._w_params[name]
 
+    def is_binary(self, name: str) -> bool:
+        """Whether conv2d / linear ``name`` has binary (sign-plane) weights."""
+        self._weighted(name)
+        return isinstance(self._w_params[name], BinaryParams)
+
+    def binary_input(self, name: str) -> BinaryInput | None:
+        """The input binarizer of layer ``name``, or None when it takes integer codes."""
+        self._weighted(name)
+        return self.config.binary_inputs.get(name)
+
+    def binary_input_scales(self, name: str) -> np.ndarray | None:
+        """Running binarizer scales of layer ``name``, float64 (k,) in input code units; None
+        for per-sample scaling or no binarizer."""
+        self._weighted(name)
+        return self._binary_scales.get(name)
+
+    def binarize_input(self, name: str, codes: np.ndarray) -> BinaryParams:
+        """Sign planes and scales (code units, (N, k)) of layer ``name``'s input codes (N, ...),
+        exactly as the fake-quant forward and the integer program compute them."""
+        binarizer = self.binary_input(name)
+        if binarizer is None:
+            raise QuantError(f"layer {name!r} has no input binarizer")
+        zp = int(np.asarray(self.act_params(self.graph[name].inputs[0]).zero_point))
+        centred = np.asarray(codes, dtype=np.float64) - zp
+        return binarize_codes(centred, binarizer, self._binary_scales.get(name))
+
     def weight_codes(self, name: str) -> np.ndarray:
-        """Integer weight codes, shape of the weight, dtype ``fmt.code_dtype`` (read-only)."""
+        """Integer weight codes, shape of the weight, dtype ``fmt.code_dtype`` (read-only); for
+        a binary layer the sign planes, int8 (k, *weight.shape) in {-1, +1}."""
         self._weighted(name)
         codes = self._w_codes[name].view()
         codes.setflags(write=False)
@@ -190,7 +283,7 @@ class QuantizedModel:
         """Whether record ``name`` requantizes its output (False for maxpool2d / flatten)."""
         return self.graph[name].op in REQUANTIZING_OPS
 
-    def weight_format(self, name: str) -> IntFormat:
+    def weight_format(self, name: str) -> Any:
         self._weighted(name)
         return self.config.weight_format(name)
 
@@ -214,11 +307,22 @@ class QuantizedModel:
         outs = self._run(x, mode, keep=True)
         return {name: t.numpy() for name, t in outs.items()}
 
+    def _pre(self, rec: LayerRecord, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Binarize the input of a layer with an input binarizer (see module docstring)."""
+        if rec.name not in self.config.binary_inputs:
+            return xs
+        s_x = float(self.act_params(rec.inputs[0]).scale)
+        codes = torch.round(xs[0].to(torch.float64) / s_x).numpy()  # centred codes, exact
+        params = binarize_codes(codes, self.config.binary_inputs[rec.name],
+                                self._binary_scales.get(rec.name))
+        return [torch.from_numpy((params.dequantize() * s_x).astype(np.float32))]
+
     def _run(self, x: torch.Tensor | np.ndarray, mode: str, keep: bool) -> dict[str, torch.Tensor]:
         t = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
         t = t.detach().cpu().to(torch.float32)
         if mode == "fake":
-            return run_graph(self.graph, t, self._fq_params, post=self._post, keep=keep)
+            return run_graph(self.graph, t, self._fq_params, post=self._post, keep=keep,
+                             pre=self._pre)
         return run_graph(self.graph, t, self._float_params, keep=keep)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -232,8 +336,10 @@ class QuantizedModel:
         return self._run(x, "float", keep=False)[self.graph.output_name]
 
     def __repr__(self) -> str:
+        binary = len(self.config.binary_inputs)
         return (f"QuantizedModel({len(self.graph)} records, weight={self.config.weight.describe()}"
-                f", activation={self.config.activation.describe()})")
+                f", activation={self.config.activation.describe()}"
+                + (f", {binary} binarized inputs" if binary else "") + ")")
 
 
 def quantize(model: nn.Module, config: QuantConfig | None = None,
@@ -261,11 +367,17 @@ def quantize(model: nn.Module, config: QuantConfig | None = None,
         raise CalibrationError(f"calibration batch 0 is a {type(first).__name__}; expected a "
                                "torch.Tensor")
     graph = capture(model, first[:1] if example_input is None else example_input)
+    for rec in graph:
+        if rec.op in WEIGHTED_OPS:
+            bad = int(np.count_nonzero(~np.isfinite(rec.weight)))
+            if bad:
+                raise QuantError(f"layer {rec.name!r} ({rec.module_path}): {bad} of "
+                                 f"{rec.weight.size} weights are NaN or inf; expected finite")
 
     def all_batches():
         yield first
         yield from batches
 
-    act = calibrate_activations(graph, all_batches(), config.activation,
-                                config.reservoir_size, config.seed)
-    return QuantizedModel(graph, config, act)
+    act, binary_scales = calibrate(graph, all_batches(), config.activation,
+                                   config.reservoir_size, config.seed, config.binary_inputs)
+    return QuantizedModel(graph, config, act, binary_scales)

@@ -1,6 +1,7 @@
 """examples/train_binary_digits.py in quick mode: the float model learns digits, every LS
-activation quantizer trains to a finite accuracy, the fake-quant layers really quantize, and
-bad flags raise QuantError naming the flag."""
+activation quantizer trains to a finite accuracy, the fake-quant layers really quantize, the
+trained networks run through hwsim's integer executor with the fake-quant model's predictions on
+the whole test split, and bad flags raise QuantError naming the flag."""
 from __future__ import annotations
 
 import importlib.util
@@ -38,6 +39,24 @@ def test_quick_mode_trains_float_and_every_quantizer(digits, capsys):
     assert acc["baseline"] > 0.8, acc  # chance is 0.1
     assert acc["float"] > 0.5, acc     # LS-1 weights, float activations
     assert (table["seeds"] == 1).all()
+    deployed = table[table["act"] != digits.BASELINE]
+    # every trained quantized network, lowered to an integer program: its predictions on all
+    # 450 test images equal the fake-quant model's
+    assert (deployed["images"] == 450).all()
+    assert (deployed["agree"] == deployed["images"]).all(), deployed
+    assert (deployed["max_lsb"] <= 1).all(), deployed
+    assert (abs(deployed["int_acc"] - deployed["fake_acc"]) < 1e-12).all()
+    assert "450/450" in out
+
+
+def test_running_scale_deployment_matches_fake_quant_on_the_whole_test_split(digits):
+    settings = digits.TrainSettings(epochs=2)
+    data = digits.load_split(settings)
+    model = digits.train_model("ls2", 0, data, settings)
+    result = digits.deploy(model, data, scaling="running")
+    assert result["images"] == len(data[2]) == 450
+    assert result["agree"] == 450, result
+    assert result["int_acc"] > 0.5, result
 
 
 def test_binarized_conv_input_takes_the_format_levels(digits, monkeypatch):

@@ -5,7 +5,7 @@ import networkx as nx
 import numpy as np
 
 from hwsim.errors import ProgramError
-from hwsim.ir.ops import ACCUMULATOR_MODES, OPS, REQUANT_MODES
+from hwsim.ir.ops import ACCUMULATOR_MODES, BINARY_SCALINGS, OPS, REQUANT_MODES
 from hwsim.ir.program import IntProgram, Node
 
 
@@ -49,6 +49,35 @@ def _node_errors(program: IntProgram, node: Node) -> list[str]:
         errs += _requant_errors(node)
     if node.op in ("conv2d", "linear"):
         errs += _weight_errors(program, node)
+    if node.op in ("binary_conv2d", "binary_linear"):
+        errs += _binary_errors(node)
+    return errs
+
+
+def _binary_errors(node: Node) -> list[str]:
+    errs = []
+    planes, scales = node.arrays["weight_planes"], node.arrays["weight_scales"]
+    ndim = 5 if node.op == "binary_conv2d" else 3
+    if planes.dtype != np.int8 or planes.ndim != ndim or not np.all(np.abs(planes) == 1):
+        errs.append(f"weight_planes must be int8 -1/+1 of {ndim} dims (k_w, K, ...), got "
+                    f"{planes.dtype} of shape {planes.shape}")
+    elif scales.shape != (planes.shape[1], planes.shape[0]) or not np.all(np.isfinite(scales)):
+        errs.append(f"weight_scales must be finite of shape (K, k_w) = "
+                    f"{(planes.shape[1], planes.shape[0])}, got {scales.shape}")
+    b = node.attrs["input_binarizer"]
+    if b is not None:
+        if not isinstance(b, dict) or b.get("scaling") not in BINARY_SCALINGS:
+            errs.append(f"input_binarizer must be null or {{method, k, scaling in "
+                        f"{BINARY_SCALINGS}}}, got {b!r}")
+        elif b["scaling"] == "running":
+            v = node.arrays.get("input_scales")
+            if v is None or v.shape != (b.get("k"),):
+                errs.append(f"running binarizer needs array 'input_scales' of shape "
+                            f"({b.get('k')},), got {None if v is None else v.shape}")
+    lo, hi = node.attrs["output_clamp"]
+    if not (isinstance(lo, int) and isinstance(hi, int) and node.out.qmin <= lo <= hi <= node.out.qmax):
+        errs.append(f"output_clamp {node.attrs['output_clamp']!r} must be ints within "
+                    f"[{node.out.qmin}, {node.out.qmax}]")
     return errs
 
 

@@ -14,6 +14,12 @@ from dataclasses import dataclass
 REQUANT_MODES = ("dyadic", "float32")
 ACCUMULATOR_MODES = ("wrap", "saturate")
 
+# Binary (XNOR/popcount) layers: `input_binarizer` = {"method", "k", "scaling"} with scaling
+# "per_sample" (scales fitted on each sample's codes at run time) or "running" (static scales,
+# array `input_scales` (k_a,) in input code units); `output_clamp` = [lo, hi] codes.
+BINARY_LAYER_ATTRS = ("input_zero_point", "input_scale", "input_binarizer", "output_clamp")
+BINARY_SCALINGS = ("per_sample", "running")
+
 
 @dataclass(frozen=True)
 class OpSpec:
@@ -49,6 +55,14 @@ _SPECS = [
            "Each input requantized to the output scale with M_i = s_i / s_y, then concatenated."),
     OpSpec("clamp", 1, ("requant", "input_zero_point"), (), True,
            "Requantize (x - zp_x) with M = s_x / s_y, clamped to the activation range."),
+    OpSpec("binary_conv2d", 1, BINARY_LAYER_ATTRS + ("stride", "padding", "dilation", "groups"),
+           ("weight_planes", "weight_scales"), False,
+           "Least-squares binary conv: the input codes (x - zp_x) are binarized into k_a sign "
+           "planes with scales (per sample, or static); y = sum_i sum_j (v_a[n,i] s_x v_w[k,j]) "
+           "dot(b_a,i, b_w,j) + bias (zero padding contributes 0), in float64; "
+           "code = clamp(round_half_even(y / s_y) + zp_y, output_clamp)."),
+    OpSpec("binary_linear", 1, BINARY_LAYER_ATTRS, ("weight_planes", "weight_scales"), False,
+           "Least-squares binary linear layer; as binary_conv2d with a (N, C) input."),
 ]
 
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}

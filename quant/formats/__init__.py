@@ -1,6 +1,7 @@
 """Number formats: one module per format, all registered in ``registry``'s table."""
 
-from quant.formats.binary import BinaryFormat, BinaryParams, binary_fake_quant, fit_binary
+from quant.formats.binary import (BinaryFormat, BinaryParams, binary_fake_quant, encode_binary,
+                                  fit_binary)
 from quant.formats.registry import (
     FormatEntry,
     fit_params,
@@ -21,6 +22,7 @@ __all__ = [
     "IntFormat",
     "QuantParams",
     "binary_fake_quant",
+    "encode_binary",
     "fit_binary",
     "fit_int_params",
     "fit_params",

@@ -191,13 +191,43 @@ def fit_binary(x: np.ndarray, fmt: BinaryFormat) -> BinaryParams:
         v, planes = fit_lst_rows(rows)
     else:
         v, planes = fit_greedy_rows(rows, fmt.k)  # type: ignore[arg-type]
-    shape = np.shape(x)
+    return BinaryParams(v, _planes_to_shape(planes, np.shape(x), fmt), fmt)
+
+
+def encode_binary(x: np.ndarray, v: np.ndarray, fmt: BinaryFormat) -> BinaryParams:
+    """Sign planes of ``x`` for *given* scales ``v`` (a static, calibrated format).
+
+    Greedy residual signs: ``r = x``; for i = 1..k: ``b_i = sign(r)`` (sign(0) = +1),
+    ``r -= v_i b_i``.  With ``v_1 >= v_2 >= ...`` this picks the nearest level for LS-1, LS-2,
+    LS-T (v_1 = v_2) and GF-k.  ``x`` any non-empty finite shape, rows along ``fmt.axis``;
+    ``v`` (rows, k) or (k,) for the same scales in every row.  Computed in float64.
+    Returns BinaryParams with these scales.
+    """
+    if not isinstance(fmt, BinaryFormat):
+        raise QuantError(f"encode_binary needs a BinaryFormat; got {type(fmt).__name__}")
+    rows = _as_rows(x, fmt)
+    scales = np.asarray(v, dtype=np.float64)
+    if scales.ndim == 1:
+        scales = np.broadcast_to(scales, (rows.shape[0], scales.shape[0]))
+    if scales.shape != (rows.shape[0], fmt.k):
+        raise QuantError(f"encode_binary: scales must have shape ({fmt.k},) or "
+                         f"({rows.shape[0]}, {fmt.k}) for {fmt.describe()}; got {np.shape(v)}")
+    if not np.all(np.isfinite(scales)) or np.any(scales < 0):
+        raise QuantError("encode_binary: scales must be finite and >= 0")
+    residual = rows.copy()
+    planes = np.empty((fmt.k, *rows.shape), dtype=np.int8)
+    for i in range(fmt.k):  # type: ignore[arg-type]
+        planes[i] = np.where(residual >= 0, 1, -1)
+        residual -= scales[:, i:i + 1] * planes[i]
+    return BinaryParams(scales, _planes_to_shape(planes, np.shape(x), fmt), fmt)
+
+
+def _planes_to_shape(planes: np.ndarray, shape: tuple[int, ...], fmt: BinaryFormat) -> np.ndarray:
+    """(k, rows, n) planes -> (k, *shape), undoing ``_as_rows``."""
     if fmt.axis is None:
-        b = planes.reshape((fmt.k, *shape))
-    else:
-        moved = (shape[fmt.axis], *shape[:fmt.axis], *shape[fmt.axis + 1:])
-        b = np.moveaxis(planes.reshape((fmt.k, *moved)), 1, fmt.axis + 1)
-    return BinaryParams(v, b, fmt)
+        return planes.reshape((fmt.k, *shape))
+    moved = (shape[fmt.axis], *shape[:fmt.axis], *shape[fmt.axis + 1:])
+    return np.moveaxis(planes.reshape((fmt.k, *moved)), 1, fmt.axis + 1)
 
 
 @functools.cache
