@@ -32,7 +32,8 @@ from hwsim.kernels import (
     xnor_popcount_matmul,
     xnor_popcount_matmul_reference,
 )
-from hwsim.kernels import _nb_binary
+from hwsim.kernels import _nb_binary, prepare_conv2d
+from hwsim.kernels.binary_layer import BinaryLayer, binary_layer_forward
 
 
 def best_s(fn, repeat: int) -> float:
@@ -62,6 +63,37 @@ def popcount_variants(repeat: int) -> None:
     n = words.size * rounds
     print(f"popcount of {n} uint64 words (in L1):  ctpop intrinsic {n / t_ct / 1e9:6.2f} Gword/s   "
           f"SWAR {n / t_sw / 1e9:6.2f} Gword/s   ctpop/SWAR speed {t_sw / t_ct:.2f}x")
+
+
+def whole_layers(repeat: int, channels: int = 512, hw: int = 14) -> None:
+    """A whole 3x3 conv layer as the executor runs it, input codes in, output codes out:
+    int8 (prepared exact conv + requantization) vs binary_conv2d (per-sample LS binarization of
+    the input codes, XNOR/popcount products, float64 scale combination, rounding)."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, size=(1, channels, hw, hw), dtype=np.uint8)
+    macs = channels * channels * 9 * hw * hw
+    geometry = ((1, 1), (1, 1, 1, 1), (1, 1), 1)
+    w8 = rng.integers(-127, 128, size=(channels, channels, 3, 3), dtype=np.int8)
+    w8.flags.writeable = False
+    conv8 = prepare_conv2d(w8, np.zeros(channels, np.int64), None, *geometry,
+                           AccumulatorSpec(32, "wrap"), out_zero_point=0, qmin=0, qmax=255,
+                           requant="float32", scale_f32=np.full(channels, 1e-4, np.float32))
+    t8 = best_s(lambda: conv8(x, 128), repeat)
+    print(f"whole 3x3 conv layer {channels}->{channels} on {hw}x{hw} ({macs / 1e6:.0f} M MAC), "
+          f"codes in -> codes out:")
+    print(f"  int8 conv (prepared, exact)             {t8 * 1e3:8.2f} ms  {macs / t8 / 1e9:6.1f} GMAC/s")
+    planes = np.where(rng.random((1, channels, channels, 3, 3)) < 0.5, -1, 1).astype(np.int8)
+    planes.flags.writeable = False  # as in an IntProgram: the packed weights are cached
+    for method, k in (("ls1", 1), ("ls2", 2)):
+        layer = BinaryLayer(
+            weight_planes=planes,
+            weight_scales=rng.uniform(0.1, 1.0, size=(channels, 1)), bias=None,
+            binarizer={"method": method, "k": k, "scaling": "per_sample"}, input_scales=None,
+            input_zero_point=128, input_scale=0.02, output_scale=0.1, output_zero_point=0,
+            output_clamp=(0, 255), conv=geometry)
+        t = best_s(lambda: binary_layer_forward(layer, x), repeat)
+        print(f"  binary_conv2d {method} acts x LS-1 weights   {t * 1e3:8.2f} ms  "
+              f"{macs / t / 1e9:6.1f} G {k}x1-bit MAC/s   vs int8: {t8 / t:5.2f}x")
 
 
 def main() -> None:
@@ -119,6 +151,7 @@ def main() -> None:
     t_bref = best_s(lambda: bitplane_matmul_reference(x4[:49, :300], ws, 4), 3)
     print(f"small 64x300 @ 300x49: xnor reference {t_rf * 1e3:.3f} ms vs fast {t_fs * 1e3:.3f} ms "
           f"({t_rf / t_fs:.0f}x); bitplane 4-bit reference {t_bref * 1e3:.3f} ms")
+    whole_layers(rep)
     print(f"HEADLINE 1-bit MAC/s / int8 MAC/s = {t_int8 / t_bin:.1f}x (kernel), "
           f"{t_int8 / t_bin_pack:.1f}x (+pack); issue target >= 4x")
 

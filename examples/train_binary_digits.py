@@ -31,6 +31,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,6 +56,7 @@ ACT_FORMATS: dict[str, quant.BinaryFormat | None] = {
 ACT_LABELS = {"ls1": "1-bit (LS-1)", "lst": "ternary (LS-T)", "gf2": "GF-2", "ls2": "LS-2",
               "float": "float", "baseline": "float weights, float activations"}
 BASELINE = "baseline"  # no quantization anywhere
+_HETERO_CONFIG = Path(__file__).resolve().parents[1] / "hw_configs" / "hetero_int8_xnor.yaml"
 
 _WEIGHT_INT8 = quant.IntFormat(bits=8, signed=True, symmetric=True, per_channel=True)
 _INPUT_UINT8 = quant.IntFormat(bits=8, signed=False, symmetric=False, per_channel=False)
@@ -164,13 +167,14 @@ def deploy_config(act: str, scaling: str = "per_sample") -> quant.QuantConfig:
 
 
 def deploy(model: DigitsNet, data: tuple[torch.Tensor, ...], scaling: str = "per_sample"
-           ) -> dict[str, float]:
+           ) -> dict[str, Any]:
     """Quantize ``model`` (calibrated on the training images), lower it to hwsim's integer
     program and run the test images through the bit-accurate executor.
 
     Returns ``fake_acc`` / ``int_acc`` (fractions), ``agree`` (test images whose integer
-    prediction equals the fake-quant model's), ``images``, and ``max_lsb`` (largest difference
-    of any layer, fed the fake-quant model's inputs, in output LSBs).
+    prediction equals the fake-quant model's), ``images``, ``max_lsb`` (largest difference
+    of any layer, fed the fake-quant model's inputs, in output LSBs) and ``program`` (the
+    ``hwsim.IntProgram``).
     """
     from hwsim import execute
     from hwsim.lower import lower
@@ -187,7 +191,23 @@ def deploy(model: DigitsNet, data: tuple[torch.Tensor, ...], scaling: str = "per
     return {"fake_acc": float((fake_pred == labels).mean()),
             "int_acc": float((int_pred == labels).mean()),
             "agree": int((int_pred == fake_pred).sum()), "images": len(labels),
-            "max_lsb": int(report.summary["max_lsb_diff_any_layer"])}
+            "max_lsb": int(report.summary["max_lsb_diff_any_layer"]), "program": program}
+
+
+def deployed_cost(program: Any, config: Path) -> pd.DataFrame:
+    """Per-layer cost of a deployed program (batch 1) on the accelerator YAML ``config``: the
+    unit that ran each layer, operand widths, cycles and energy (pJ)."""
+    from hwsim import cost_network, load_accelerator
+    from hwsim.flows import program_workload
+
+    layers = program_workload(program)
+    per_layer = cost_network(load_accelerator(config), layers).per_layer
+    bits = pd.DataFrame({"name": [l.name for l in layers],
+                         "act_bits": [l.act_bits for l in layers],
+                         "weight_bits": [l.weight_bits for l in layers]})
+    cols = ["name", "unit", "act_bits", "weight_bits", "macs", "total_cycles",
+            "energy_compute_pj", "energy_total_pj"]
+    return per_layer.merge(bits, on="name")[cols]
 
 
 def load_split(settings: TrainSettings) -> tuple[torch.Tensor, ...]:
@@ -252,12 +272,13 @@ def run(acts: Sequence[str], seeds: Sequence[int], settings: TrainSettings,
     Unless ``scaling`` is None, every trained quantized network is also deployed (see
     ``deploy``) with that binarizer scaling, adding ``fake_acc`` and ``int_acc`` (means over
     seeds), ``agree`` / ``images`` (summed over seeds) and ``max_lsb`` (max over seeds); the
-    baseline row has NaN / 0 there.
+    baseline row has NaN / 0 there. ``table.attrs["programs"]`` maps each deployed quantizer to
+    the integer program of its first seed.
     """
     if not seeds:
         raise QuantError("train_binary_digits: 'seeds' must name at least one seed")
     data = load_split(settings)
-    rows = []
+    rows, programs = [], {}
     for act in acts:
         t0 = time.perf_counter()
         accs, deployed = [], []
@@ -270,7 +291,9 @@ def run(acts: Sequence[str], seeds: Sequence[int], settings: TrainSettings,
         row = {"act": act, "activations": ACT_LABELS[act], "mean_acc": accs.mean(),
                "std_acc": accs.std(), "min_acc": accs.min(), "max_acc": accs.max(),
                "seeds": len(accs)}
-        d = pd.DataFrame(deployed)
+        if deployed:
+            programs[act] = deployed[0]["program"]
+        d = pd.DataFrame([{k: v for k, v in r.items() if k != "program"} for r in deployed])
         row.update(fake_acc=d["fake_acc"].mean() if deployed else float("nan"),
                    int_acc=d["int_acc"].mean() if deployed else float("nan"),
                    agree=int(d["agree"].sum()) if deployed else 0,
@@ -278,7 +301,9 @@ def run(acts: Sequence[str], seeds: Sequence[int], settings: TrainSettings,
                    max_lsb=int(d["max_lsb"].max()) if deployed else 0,
                    seconds=time.perf_counter() - t0)
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    table.attrs["programs"] = programs
+    return table
 
 
 def parse_acts(text: str) -> list[str]:
@@ -334,6 +359,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--widths", default="8,16,16",
                         help="output channels of conv1,conv2,conv3")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--cost", type=Path, default=_HETERO_CONFIG,
+                        help="accelerator YAML pricing the deployed LS-2 network (or the first "
+                             "deployed quantizer), layer by layer")
     parser.add_argument("--scaling", default="per_sample",
                         choices=["per_sample", "running", "none"],
                         help="deploy the trained networks with per-sample or running (static) "
@@ -348,6 +376,12 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     table = run(parse_acts(args.acts), list(range(args.seeds)), settings,
                 None if args.scaling == "none" else args.scaling)
     print(format_table(table, settings))
+    programs = table.attrs["programs"]
+    if programs:
+        act = "ls2" if "ls2" in programs else next(iter(programs))
+        print(f"\ncost of the deployed {ACT_LABELS[act]} network (seed 0, batch 1) on "
+              f"{args.cost.name}:")
+        print(deployed_cost(programs[act], args.cost).to_string(index=False))
     print(f"total {time.perf_counter() - t0:.1f} s")
     return table
 

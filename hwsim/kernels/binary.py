@@ -356,6 +356,17 @@ def _conv_operands(x_signs, w_signs, stride, padding, pad_value):
     return x, w, st, pd, int(pad_value), tuple(out_hw)
 
 
+def sign_columns(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
+    """im2col of an (already padded) (N, C, H, W) array: (N*OH*OW, C*R*S), rows in (n, oh, ow)
+    order, columns in (c, r, s) order, OH = (H - R) // sh + 1 (likewise OW)."""
+    n, c, h, w = x.shape
+    (r, s), (sh, sw) = kernel, stride
+    oh, ow = (h - r) // sh + 1, (w - s) // sw + 1
+    win = np.lib.stride_tricks.sliding_window_view(x, (r, s), axis=(2, 3))
+    win = win[:, :, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]  # (N, C, OH, OW, R, S)
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * r * s)
+
+
 def binary_conv2d(x_signs: np.ndarray, w_signs: np.ndarray, stride: int | tuple[int, int] = 1,
                   padding: int | tuple[int, int] = 0, pad_value: int = 1) -> np.ndarray:
     """2-D convolution of ±1 activations with ±1 weights (groups = 1, no dilation).
@@ -368,14 +379,11 @@ def binary_conv2d(x_signs: np.ndarray, w_signs: np.ndarray, stride: int | tuple[
     """
     x, w, (sh, sw), (ph, pw), pad, (oh, ow) = _conv_operands(x_signs, w_signs, stride, padding,
                                                               pad_value)
-    n, c = x.shape[:2]
+    n = x.shape[0]
     k, _, r, s = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=pad)
-    win = np.lib.stride_tricks.sliding_window_view(xp, (r, s), axis=(2, 3))
-    win = win[:, :, : (oh - 1) * sh + 1 : sh, : (ow - 1) * sw + 1 : sw]  # (N, C, OH, OW, R, S)
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * r * s)  # rows (c, r, s)
-    xb, n_bits = pack_signs(cols)
-    wb, _ = pack_signs(w.reshape(k, c * r * s))
+    xb, n_bits = pack_signs(sign_columns(xp, (r, s), (sh, sw)))
+    wb, _ = pack_signs(w.reshape(k, -1))
     out = xnor_popcount_matmul(xb, wb, n_bits)  # (N*OH*OW, K)
     return np.ascontiguousarray(out.reshape(n, oh, ow, k).transpose(0, 3, 1, 2))
 

@@ -25,12 +25,13 @@ on the ±1 / integer planes.  Reference: ``conv2d_int_reference`` / ``linear_int
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
 
 from hwsim.errors import KernelError
-from hwsim.kernels.binary import binary_conv2d
+from hwsim.kernels.binary import pack_signs, sign_columns, xnor_popcount_matmul
 from hwsim.kernels.conv import conv2d_int, linear_int
 from hwsim.kernels.reference import conv2d_int_reference, linear_int_reference
 from hwsim.kernels.types import AccumulatorSpec
@@ -76,24 +77,60 @@ def _input_planes(layer: BinaryLayer, x: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.asarray(params.b), params.v * layer.input_scale
 
 
+@dataclass(frozen=True)
+class _PackedWeights:
+    """Weight planes prepared for the XNOR kernel: packed (k_w K, words) uint64 rows in (c, r, s)
+    order, and the per-tap channel sums (k_w K, R S) int64 that correct +1 padding."""
+
+    packed: np.ndarray
+    n_bits: int
+    tap_sums: np.ndarray
+
+
+# Prepared weights per read-only weight-plane array (an IntProgram's arrays are read-only);
+# an entry leaves when its array is freed.
+_PACKED: dict[int, tuple[weakref.ref, _PackedWeights]] = {}
+
+
+def _packed_weights(w_planes: np.ndarray) -> _PackedWeights:
+    hit = _PACKED.get(id(w_planes))
+    if hit is not None and hit[0]() is w_planes:
+        return hit[1]
+    k_w, k, c, r, s = w_planes.shape
+    w_all = w_planes.reshape(k_w * k, c * r * s)
+    packed, n_bits = pack_signs(w_all)
+    prepared = _PackedWeights(packed, n_bits,
+                              w_all.reshape(k_w * k, c, r * s).astype(np.int64).sum(axis=1))
+    if not w_planes.flags.writeable:
+        key = id(w_planes)
+        _PACKED[key] = (weakref.ref(w_planes, lambda _, key=key: _PACKED.pop(key, None)), prepared)
+    return prepared
+
+
 def _xnor_conv_dots(x_planes: np.ndarray, w_planes: np.ndarray, stride, padding) -> np.ndarray:
-    """Zero-padded ±1 conv dots via XNOR/popcount: (k_a, k_w, N, K, OH, OW) int64."""
-    k_w, k = w_planes.shape[:2]
+    """Zero-padded ±1 conv dots via XNOR/popcount: (k_a, k_w, N, K, OH, OW) int64.
+
+    The planes are padded with +1 and im2col'd; a padded tap then adds +w, which is removed
+    exactly with the weights' per-tap channel sums over the padded taps of each output pixel.
+    """
+    k_w, k, _, r, s = w_planes.shape
     top, left, bottom, right = padding
-    w_all = w_planes.reshape(k_w * k, *w_planes.shape[2:])
-    # +1 padding, then remove what the padded taps added: sum over c of w at those taps.
-    inside = np.zeros(x_planes.shape[-2:], dtype=np.int64)
-    pad_mask = np.pad(inside, ((top, bottom), (left, right)), constant_values=1)
-    r, s = w_planes.shape[-2:]
-    win = np.lib.stride_tricks.sliding_window_view(pad_mask, (r, s))[::stride[0], ::stride[1]]
-    w_sum = w_all.astype(np.int64).sum(axis=1)  # (k_w K, R, S)
-    border = np.einsum("hwrs,krs->khw", win, w_sum)  # (k_w K, OH, OW)
+    weights = _packed_weights(w_planes)
+    pad_mask = np.pad(np.zeros(x_planes.shape[-2:], dtype=np.int64),
+                      ((top, bottom), (left, right)), constant_values=1)
+    taps = sign_columns(pad_mask[None, None], (r, s), stride)  # (OH OW, R S) of 0/1
+    oh = (pad_mask.shape[0] - r) // stride[0] + 1
+    ow = (pad_mask.shape[1] - s) // stride[1] + 1
+    border = (weights.tap_sums @ taps.T).T  # (OH OW, k_w K)
+    n = x_planes.shape[1]
     dots = []
     for plane in x_planes:
         padded = np.pad(plane, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=1)
-        d = binary_conv2d(padded, w_all, stride=stride, padding=0, pad_value=1) - border
-        dots.append(d.reshape(d.shape[0], k_w, k, *d.shape[2:]).transpose(1, 0, 2, 3, 4))
-    return np.stack(dots)
+        xb, _ = pack_signs(sign_columns(padded, (r, s), stride))
+        d = xnor_popcount_matmul(xb, weights.packed, weights.n_bits)  # (N OH OW, k_w K)
+        d = (d.reshape(n, oh * ow, k_w * k) - border).reshape(n, oh, ow, k_w, k)
+        dots.append(d.transpose(3, 0, 4, 1, 2))
+    return np.ascontiguousarray(np.stack(dots))
 
 
 def _dots(layer: BinaryLayer, planes: np.ndarray, fast: bool) -> np.ndarray:
