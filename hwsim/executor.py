@@ -107,7 +107,10 @@ def _kernels(backend: str) -> SimpleNamespace:
             requantize_dyadic=k.requantize_dyadic, requantize_float32=k.requantize_float32,
             add_requantize_dyadic=k.add_requantize_dyadic,
             add_requantize_float32=k.add_requantize_float32, max_pool2d=k.max_pool2d,
-            sum_pool2d=k.sum_pool2d, global_sum_pool=k.global_sum_pool)
+            sum_pool2d=k.sum_pool2d, global_sum_pool=k.global_sum_pool,
+            Int16PairsAccumulator=k.Int16PairsAccumulator, conv2d_int_pairs=k.conv2d_int_pairs,
+            linear_int_pairs=k.linear_int_pairs, prepare_conv2d_pairs=k.prepare_conv2d_pairs,
+            prepare_linear_pairs=k.prepare_linear_pairs)
     return SimpleNamespace(
         fused=False, AccumulatorSpec=k.AccumulatorSpec, conv2d_int=k.conv2d_int_reference,
         linear_int=k.linear_int_reference, requantize_dyadic=k.requantize_dyadic_reference,
@@ -115,7 +118,10 @@ def _kernels(backend: str) -> SimpleNamespace:
         add_requantize_dyadic=k.add_requantize_dyadic_reference,
         add_requantize_float32=k.add_requantize_float32_reference,
         max_pool2d=k.max_pool2d_reference, sum_pool2d=k.sum_pool2d_reference,
-        global_sum_pool=lambda x, zp: k.sum_pool2d_reference(x, zp, kernel=tuple(x.shape[2:])))
+        global_sum_pool=lambda x, zp: k.sum_pool2d_reference(x, zp, kernel=tuple(x.shape[2:])),
+        Int16PairsAccumulator=k.Int16PairsAccumulator,
+        conv2d_int_pairs=k.conv2d_int_pairs_reference,
+        linear_int_pairs=k.linear_int_pairs_reference)
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,7 +145,11 @@ def _requantize(node: Node, acc: np.ndarray, k, *, axis: int, index: int | None 
 
 
 def _accumulator(node: Node, k):
+    """The node's accumulator: an AccumulatorSpec ("wrap", "saturate") or, for "int16_pairs",
+    an Int16PairsAccumulator (raw product pairs saturated to int16; hwsim.kernels.pairs)."""
     acc = node.attrs["accumulator"]
+    if acc["mode"] == "int16_pairs":
+        return k.Int16PairsAccumulator(bits=int(acc["bits"]))
     return k.AccumulatorSpec(bits=int(acc["bits"]), mode=acc["mode"])
 
 
@@ -160,8 +170,9 @@ def _conv2d(node: Node, args, k):
     if k.fused:  # accumulate + requantize in one pass; bit-identical to the unfused pair
         res = _prepared_layer(node, k)(args[0], int(node.attrs["input_zero_point"]))
         return res.codes, res.overflow_count
-    res = k.conv2d_int(*_dense_operands(node, args), *_conv_geometry(node),
-                       acc=_accumulator(node, k))
+    acc = _accumulator(node, k)
+    conv = k.conv2d_int_pairs if isinstance(acc, k.Int16PairsAccumulator) else k.conv2d_int
+    res = conv(*_dense_operands(node, args), *_conv_geometry(node), acc=acc)
     return _requantize(node, res.values, k, axis=1), res.overflow_count
 
 
@@ -169,7 +180,9 @@ def _linear(node: Node, args, k):
     if k.fused:
         res = _prepared_layer(node, k)(args[0], int(node.attrs["input_zero_point"]))
         return res.codes, res.overflow_count
-    res = k.linear_int(*_dense_operands(node, args), acc=_accumulator(node, k))
+    acc = _accumulator(node, k)
+    linear = k.linear_int_pairs if isinstance(acc, k.Int16PairsAccumulator) else k.linear_int
+    res = linear(*_dense_operands(node, args), acc=acc)
     return _requantize(node, res.values, k, axis=1), res.overflow_count
 
 
@@ -191,11 +204,14 @@ def _prepared_layer(node: Node, k):
     common = dict(out_zero_point=node.out.zero_point, qmin=lo, qmax=hi, requant=rq["mode"],
                   **constants)
     w, w_zp, bias = node.arrays["weight"], node.arrays["weight_zero_point"], node.arrays.get("bias")
+    acc = _accumulator(node, k)
+    pairs = isinstance(acc, k.Int16PairsAccumulator)  # no one-pass fused kernel for this mode
     if node.op == "conv2d":
-        layer = k.prepare_conv2d(w, w_zp, bias, *_conv_geometry(node), _accumulator(node, k),
-                                 **common)
+        prepare = k.prepare_conv2d_pairs if pairs else k.prepare_conv2d
+        layer = prepare(w, w_zp, bias, *_conv_geometry(node), acc, **common)
     else:
-        layer = k.prepare_linear(w, w_zp, bias, _accumulator(node, k), **common)
+        prepare = k.prepare_linear_pairs if pairs else k.prepare_linear
+        layer = prepare(w, w_zp, bias, acc, **common)
     key = id(node)
     _PREPARED_LAYERS[key] = (weakref.ref(node, lambda _, key=key: _PREPARED_LAYERS.pop(key, None)),
                              fingerprint, layer)
@@ -272,8 +288,44 @@ def _binary_layer(node: Node, args, k):
     return binary_layer_forward(layer, args[0], fast=bool(k.fused)), None
 
 
+def _matmul(node: Node, args, k):
+    from hwsim.kernels.matmul import matmul_int, matmul_int_reference
+
+    zp_a, zp_b = node.attrs["input_zero_points"]
+    acc = (matmul_int if k.fused else matmul_int_reference)(args[0], zp_a, args[1], zp_b)
+    spec = _accumulator(node, k)  # the exact sum, wrapped or clipped to the accumulator width
+    lo, hi = spec.min_value, spec.max_value
+    overflows = int(np.count_nonzero((acc < lo) | (acc > hi)))
+    if overflows and spec.mode == "wrap":
+        span = 1 << spec.bits
+        acc = (acc - lo) % span + lo
+    elif overflows:
+        acc = np.clip(acc, lo, hi)
+    return _requantize(node, acc, k, axis=-1), overflows
+
+
+def _vector_op(node: Node, args, k):
+    from hwsim.kernels.vector import vector_op
+
+    a = node.attrs
+    return vector_op(args[0], a["fn"], input_zero_point=int(a["input_zero_point"]),
+                     input_scale=float(a["input_scale"]), output_scale=float(node.out.scale),
+                     output_zero_point=int(node.out.zero_point),
+                     clamp=tuple(a["output_clamp"]), params=a["params"],
+                     gamma=node.arrays.get("gamma"), beta=node.arrays.get("beta")), None
+
+
+def _reshape(node: Node, args, k):
+    return args[0].reshape(tuple(node.attrs["shape"])), None
+
+
+def _transpose(node: Node, args, k):
+    return np.ascontiguousarray(args[0].transpose(tuple(node.attrs["perm"]))), None
+
+
 _HANDLERS: dict[str, Callable] = {
     "conv2d": _conv2d, "linear": _linear, "add": _add, "maxpool2d": _maxpool2d,
     "avgpool2d": _avgpool2d, "flatten": _flatten, "concat": _concat, "clamp": _clamp,
-    "binary_conv2d": _binary_layer, "binary_linear": _binary_layer,
+    "binary_conv2d": _binary_layer, "binary_linear": _binary_layer, "matmul": _matmul,
+    "vector_op": _vector_op, "reshape": _reshape, "transpose": _transpose,
 }

@@ -216,8 +216,12 @@ def _lower_avgpool(ctx: _Lowering, rec) -> Node:
     attrs.update(input_zero_point=x_q.zero_point,
                  requant={"mode": ctx.requant, "clamp": ctx.clamp(rec, out)})
     real = np.array([x_q.scale / (count * out.scale)])
-    arrays = ctx.requant_arrays(real, None if ctx.requant == "dyadic" else
-                                (x_q.scale, np.array([1.0 / count]), out.scale))
+    if ctx.requant == "dyadic":
+        arrays = ctx.requant_arrays(real, None)
+    else:  # ONNX Runtime's QLinear(Global)AveragePool: f32(s_x / f32(s_y * count))
+        f32 = np.float32
+        arrays = {"rq_scale_f32": np.array([f32(x_q.scale) / f32(f32(out.scale) * f32(count))],
+                                           dtype=np.float32)}
     return Node(rec.name, "avgpool2d", tuple(rec.inputs), tuple(rec.out_shape), out, attrs, arrays,
                 source=rec.module_path)
 
@@ -243,8 +247,44 @@ def _lower_clamp(ctx: _Lowering, rec) -> Node:
     return _lower_rescale(ctx, rec, "clamp", activation=bounds)
 
 
+def _lower_matmul(ctx: _Lowering, rec) -> Node:
+    a, b = (ctx.tq(src) for src in rec.inputs)
+    out = ctx.tq(rec.name)
+    real = np.array([a.scale * b.scale / out.scale])
+    arrays = ctx.requant_arrays(real, (a.scale, np.array([b.scale]), out.scale))
+    attrs = {"accumulator": dict(ctx.accumulator),
+             "input_zero_points": [a.zero_point, b.zero_point],
+             "requant": {"mode": ctx.requant, "clamp": ctx.clamp(rec, out)},
+             "input_scales": [a.scale, b.scale]}
+    return Node(rec.name, "matmul", tuple(rec.inputs), tuple(rec.out_shape), out, attrs, arrays,
+                source=rec.module_path)
+
+
+def _lower_vector(ctx: _Lowering, rec) -> Node:
+    x_q, out = ctx.tq(rec.inputs[0]), ctx.tq(rec.name)
+    params = {"layernorm": lambda: {"eps": float(rec.attrs["eps"])},
+              "gelu": lambda: {"approximate": str(rec.attrs.get("approximate", "none"))},
+              "softmax": lambda: {"dim": int(rec.attrs["dim"])}}[rec.op]()
+    arrays = {}
+    if rec.op == "layernorm":
+        arrays = {"gamma": np.asarray(rec.weight, dtype=np.float32),
+                  "beta": np.asarray(rec.bias, dtype=np.float32)}
+    attrs = {"fn": rec.op, "params": params, "input_zero_point": x_q.zero_point,
+             "input_scale": x_q.scale, "output_clamp": ctx.clamp(rec, out)}
+    return Node(rec.name, "vector_op", tuple(rec.inputs), tuple(rec.out_shape), out, attrs,
+                arrays, source=rec.module_path)
+
+
+def _lower_move(ctx: _Lowering, rec) -> Node:
+    attrs = ({"shape": [int(d) for d in rec.attrs["shape"]]} if rec.op == "reshape"
+             else {"perm": [int(d) for d in rec.attrs["perm"]]})
+    return _same_quant(ctx, rec, rec.op, attrs)
+
+
 _LOWER = {
     "input": _lower_input, "conv2d": _lower_dense, "linear": _lower_dense, "add": _lower_add,
     "maxpool2d": _lower_maxpool, "flatten": _lower_flatten, "avgpool2d": _lower_avgpool,
     "concat": lambda ctx, rec: _lower_rescale(ctx, rec, "concat"), "clamp": _lower_clamp,
+    "matmul": _lower_matmul, "layernorm": _lower_vector, "gelu": _lower_vector,
+    "softmax": _lower_vector, "reshape": _lower_move, "transpose": _lower_move,
 }

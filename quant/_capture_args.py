@@ -27,6 +27,9 @@ SIGNATURES: dict[str, tuple[tuple[str, Any], ...]] = {
     "cat": (("tensors", _MISSING), ("dim", 0)),
     "add": (("input", _MISSING), ("other", _MISSING), ("alpha", 1)),
     "flatten": (("input", _MISSING), ("start_dim", 0), ("end_dim", -1)),
+    "transpose": (("input", _MISSING), ("dim0", _MISSING), ("dim1", _MISSING)),
+    "softmax": (("input", _MISSING), ("dim", _MISSING), ("_stacklevel", 3), ("dtype", None)),
+    "gelu": (("input", _MISSING), ("approximate", "none")),
 }
 
 

@@ -21,8 +21,9 @@ from quant.formats import IntFormat, QuantParams, fit_binary, fit_int_params
 from quant.graph import LayerGraph, LayerRecord
 
 # Ops whose output gets its own calibrated activation parameters; the others (maxpool2d,
-# flatten) reuse their input's parameters, since they only move or select values.
-REQUANTIZING_OPS = ("input", "conv2d", "linear", "add", "avgpool2d", "concat", "clamp")
+# flatten, reshape, transpose) reuse their input's parameters: they only move or select values.
+REQUANTIZING_OPS = ("input", "conv2d", "linear", "add", "avgpool2d", "concat", "clamp", "matmul",
+                    "layernorm", "gelu", "softmax")
 
 
 class ActivationObserver:
@@ -109,12 +110,15 @@ def calibrate_activations(graph: LayerGraph, batches: Iterable[torch.Tensor], fm
 
 def calibrate(graph: LayerGraph, batches: Iterable[torch.Tensor], fmt: IntFormat,
               reservoir_size: int = 65536, seed: int = 0,
-              binary_inputs: Mapping[str, BinaryInput] | None = None
+              binary_inputs: Mapping[str, BinaryInput] | None = None,
+              layer_formats: Mapping[str, IntFormat] | None = None
               ) -> tuple[dict[str, QuantParams], dict[str, np.ndarray]]:
     """``calibrate_activations`` plus, for every layer whose input binarizer uses running
-    scales, those scales (k,) in real units: (act params, layer name -> scales)."""
+    scales, those scales (k,) in real units: (act params, layer name -> scales).
+    ``layer_formats`` overrides ``fmt`` for the outputs of the named records."""
     names = [r.name for r in graph if r.op in REQUANTIZING_OPS]
-    observers = {name: ActivationObserver(fmt, reservoir_size, seed + i)
+    formats = layer_formats or {}
+    observers = {name: ActivationObserver(formats.get(name, fmt), reservoir_size, seed + i)
                  for i, name in enumerate(names)}
     running = {name: BinaryScaleObserver(b) for name, b in (binary_inputs or {}).items()
                if b.scaling == "running"}

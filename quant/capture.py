@@ -13,6 +13,13 @@ What is captured (see ``LayerRecord`` for attributes):
   only when they divide the input evenly) and their functional forms.
 * torch.flatten / nn.Flatten / Tensor.flatten, and view / reshape to (N, -1) -> flatten.
 * torch.cat -> concat.  Dropout (eval mode), Identity and contiguous() are removed.
+* Transformer blocks: Linear on (T, F) token rows, torch.matmul / ``@`` / Tensor.matmul of two
+  activations -> matmul; LayerNorm over the last dim -> layernorm; nn.GELU / F.gelu -> gelu;
+  F.softmax / torch.softmax / Tensor.softmax -> softmax; view / reshape to other shapes ->
+  reshape (first dim -1); Tensor.transpose / permute / torch.transpose -> transpose.
+* ``torch.ao.quantization.QuantStub`` -> a clamp record with infinite bounds: an explicit
+  requantization point, so one tensor can feed its consumers in two formats (e.g. a 16-bit
+  residual stream and an 8-bit copy for the matmuls).
 
 Anything else raises ``UnsupportedOpError`` naming the op and the module path.  The model is put
 in eval mode while tracing (so BatchNorm statistics are not updated) and its per-module training
@@ -29,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.ao.quantization import QuantStub
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from quant._capture_args import bind, conv_padding, fold_batchnorm, pads4, pair, to_numpy_f32
@@ -43,13 +51,19 @@ _FUNC_KINDS: dict[Callable, str] = {
     torch.flatten: "flatten", torch.cat: "cat", torch.concat: "cat",
     F.max_pool2d: "max_pool2d", F.avg_pool2d: "avg_pool2d",
     F.adaptive_avg_pool2d: "adaptive_avg_pool2d",
+    torch.matmul: "matmul", operator.matmul: "matmul", torch.bmm: "matmul",
+    F.gelu: "gelu", F.softmax: "softmax", torch.softmax: "softmax",
+    torch.transpose: "transpose", torch.permute: "permute",
     **{f: "dropout" for f in _DROPOUT_FUNCS},
 }
 _METHOD_KINDS = {
     "relu": "relu", "relu_": "relu", "clamp": "clamp", "clamp_": "clamp", "clip": "clamp",
     "clip_": "clamp", "add": "add", "add_": "add", "flatten": "flatten", "view": "reshape",
-    "reshape": "reshape", "contiguous": "identity",
+    "reshape": "reshape", "contiguous": "identity", "matmul": "matmul", "softmax": "softmax",
+    "transpose": "transpose", "permute": "permute",
 }
+# Kinds whose handler reads node.args itself.
+_SELF_BINDING = ("reshape", "transpose", "permute", "matmul", "softmax", "gelu")
 _DROPOUT_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
 
@@ -247,10 +261,50 @@ class _Capture:
         in_shape, out_shape = self.shape(arg), self.shape(node)
         if out_shape == in_shape:
             self.alias[node] = self.src(node, arg)
-        elif out_shape == (in_shape[0], int(np.prod(in_shape[1:]))):
+        elif out_shape == (in_shape[0], int(np.prod(in_shape[1:]))) and len(in_shape) > 2:
             self.flatten(node, name, arg, 1, -1)
         else:
-            raise self.unsupported(node, f"reshape {in_shape} -> {out_shape}; only (N, -1)")
+            self.general_reshape(node, name, arg)
+
+    def general_reshape(self, node: fx.Node, name: str, arg: fx.Node) -> None:
+        out_shape = self.shape(node)
+        self.add(node, name, "reshape", (self.src(node, arg),),
+                 attrs={"shape": (-1, *out_shape[1:])})
+
+    def transpose(self, node: fx.Node, name: str, kind: str) -> None:
+        arg = node.args[0]
+        rank = len(self.shape(arg))  # type: ignore[arg-type]
+        if kind == "transpose":
+            a = bind("transpose", node.args, dict(node.kwargs))
+            d0, d1 = int(a["dim0"]) % rank, int(a["dim1"]) % rank
+            perm = list(range(rank))
+            perm[d0], perm[d1] = perm[d1], perm[d0]
+        else:
+            dims = node.args[1:] if node.op == "call_method" else node.args[1]
+            if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+                dims = dims[0]
+            perm = [int(d) % rank for d in dims]
+        if sorted(perm) != list(range(rank)):
+            raise self.unsupported(node, f"permutation {perm} of a rank {rank} tensor")
+        self.add(node, name, "transpose", (self.src(node, arg),), attrs={"perm": tuple(perm)})
+
+    def matmul(self, node: fx.Node, name: str) -> None:
+        x, y = node.args[0], node.args[1]
+        if not all(isinstance(v, fx.Node) and _tensor_meta(v) is not None for v in (x, y)):
+            raise self.unsupported(node, "matmul with a constant; use nn.Linear for weights")
+        sx, sy = self.shape(x), self.shape(y)  # type: ignore[arg-type]
+        if len(sx) < 2 or len(sx) != len(sy) or sx[:-2] != sy[:-2] or sx[-1] != sy[-2]:
+            raise self.unsupported(node, f"matmul {sx} @ {sy}: expected (..., M, K) @ (..., K, N) "
+                                         "with equal leading dims (no broadcasting)")
+        self.add(node, name, "matmul", (self.src(node, x), self.src(node, y)))
+
+    def softmax(self, node: fx.Node, name: str) -> None:
+        a = bind("softmax", node.args, dict(node.kwargs))
+        if a.get("dtype") is not None:
+            raise self.unsupported(node, "softmax with a dtype")
+        rank = len(self.shape(node))
+        self.add(node, name, "softmax", (self.src(node, a["input"]),),
+                 attrs={"dim": int(a["dim"]) % rank})
 
     def add_op(self, node: fx.Node, name: str, a: dict) -> None:
         x, y = a["input"], a["other"]
@@ -279,7 +333,7 @@ class _Capture:
         elif mtype is nn.Linear:
             if len(self.shape(arg)) != 2:
                 raise self.unsupported(node, f"Linear on a tensor of shape {self.shape(arg)}; "
-                                             "only (N, features)")
+                                             "only (N, features) (tokens as rows)")
             self.add(node, self.unique(path), "linear", (self.src(node, arg),),
                      weight=to_numpy_f32(m.weight), bias=to_numpy_f32(m.bias))
         elif mtype is nn.BatchNorm2d:
@@ -302,6 +356,24 @@ class _Capture:
             self.adaptive_avg(node, self.unique(path), arg, m.output_size)
         elif mtype is nn.Flatten:
             self.flatten(node, self.unique(path), arg, m.start_dim, m.end_dim)
+        elif isinstance(m, QuantStub):  # an explicit requantization point (identity in float)
+            self.add(node, self.unique(path), "clamp", (self.src(node, arg),),
+                     attrs={"min": float("-inf"), "max": float("inf")})
+        elif mtype is nn.LayerNorm:
+            if len(m.normalized_shape) != 1 or m.normalized_shape[0] != self.shape(arg)[-1]:
+                raise self.unsupported(node, f"LayerNorm over {tuple(m.normalized_shape)}; only "
+                                             "over the last dim")
+            if not m.elementwise_affine:
+                raise self.unsupported(node, "LayerNorm without elementwise_affine")
+            self.add(node, self.unique(path), "layernorm", (self.src(node, arg),),
+                     attrs={"eps": float(m.eps)}, weight=to_numpy_f32(m.weight),
+                     bias=to_numpy_f32(m.bias))
+        elif mtype is nn.GELU:
+            self.add(node, self.unique(path), "gelu", (self.src(node, arg),),
+                     attrs={"approximate": str(m.approximate)})
+        elif mtype is nn.Softmax:
+            self.add(node, self.unique(path), "softmax", (self.src(node, arg),),
+                     attrs={"dim": int(m.dim) % len(self.shape(node))})
         else:
             raise self.unsupported(node)
 
@@ -338,6 +410,16 @@ class _Capture:
             self.adaptive_avg(node, name, a["input"], a["output_size"])
         elif kind == "reshape":
             self.reshape(node, name, node.args[0])  # type: ignore[arg-type]
+        elif kind in ("transpose", "permute"):
+            self.transpose(node, name, kind)
+        elif kind == "matmul":
+            self.matmul(node, name)
+        elif kind == "softmax":
+            self.softmax(node, name)
+        elif kind == "gelu":
+            a = bind("gelu", node.args, dict(node.kwargs))
+            self.add(node, name, "gelu", (self.src(node, a["input"]),),
+                     attrs={"approximate": str(a["approximate"])})
         else:  # pragma: no cover - every kind in the tables is handled above
             raise self.unsupported(node)
 
@@ -364,11 +446,18 @@ class _Capture:
             if kind == "identity":
                 self.alias[node] = self.src(node, node.args[0])
                 return
-            a = {} if kind == "reshape" else bind(arg_kind, node.args, dict(node.kwargs))
+            a = ({} if kind in _SELF_BINDING else bind(arg_kind, node.args, dict(node.kwargs)))
             self.function(node, kind, a)
         elif node.op == "get_attr":
             raise self.unsupported(node, f"parameter or buffer {node.target!r} used directly "
                                          "(only through supported modules)")
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, keeping QuantStub as a module call (fx would trace through it)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, QuantStub) or super().is_leaf_module(m, qualname)
 
 
 def _freeze(rec: _Rec) -> LayerRecord:
@@ -396,7 +485,7 @@ def capture(model: nn.Module, example_input: torch.Tensor) -> LayerGraph:
     model.eval()
     try:
         try:
-            gm = fx.symbolic_trace(model)
+            gm = fx.GraphModule(model, _Tracer().trace(model))
         except Exception as exc:  # fx raises many types for data-dependent control flow
             raise UnsupportedOpError(
                 f"torch.fx could not trace {type(model).__name__}: {exc}") from exc

@@ -78,9 +78,35 @@ def _clamp(rec, xs, w, b):
     return torch.clamp(xs[0], rec.attrs["min"], rec.attrs["max"])
 
 
+def _matmul(rec, xs, w, b):
+    return torch.matmul(xs[0], xs[1])
+
+
+def _layernorm(rec, xs, w, b):
+    return F.layer_norm(xs[0], (xs[0].shape[-1],), w, b, rec.attrs["eps"])
+
+
+def _gelu(rec, xs, w, b):
+    return F.gelu(xs[0], approximate=rec.attrs["approximate"])
+
+
+def _softmax(rec, xs, w, b):
+    return torch.softmax(xs[0], dim=rec.attrs["dim"])
+
+
+def _reshape(rec, xs, w, b):
+    return xs[0].reshape(rec.attrs["shape"])
+
+
+def _transpose(rec, xs, w, b):
+    return xs[0].permute(rec.attrs["perm"])
+
+
 OP_TABLE: dict[str, OpFn] = {
     "conv2d": _conv2d, "linear": _linear, "add": _add, "maxpool2d": _maxpool2d,
     "avgpool2d": _avgpool2d, "flatten": _flatten, "concat": _concat, "clamp": _clamp,
+    "matmul": _matmul, "layernorm": _layernorm, "gelu": _gelu, "softmax": _softmax,
+    "reshape": _reshape, "transpose": _transpose,
 }
 
 

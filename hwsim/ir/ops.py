@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 REQUANT_MODES = ("dyadic", "float32")
-ACCUMULATOR_MODES = ("wrap", "saturate")
+ACCUMULATOR_MODES = ("wrap", "saturate", "int16_pairs")  # int16_pairs: hwsim.kernels.pairs
 
 # Binary (XNOR/popcount) layers: `input_binarizer` = {"method", "k", "scaling"} with scaling
 # "per_sample" (scales fitted on each sample's codes at run time) or "running" (static scales,
@@ -63,6 +63,18 @@ _SPECS = [
            "code = clamp(round_half_even(y / s_y) + zp_y, output_clamp)."),
     OpSpec("binary_linear", 1, BINARY_LAYER_ATTRS, ("weight_planes", "weight_scales"), False,
            "Least-squares binary linear layer; as binary_conv2d with a (N, C) input."),
+    OpSpec("matmul", 2, ("accumulator", "requant", "input_zero_points"), (), True,
+           "acc = (a - zp_a) @ (b - zp_b) over the last two dims (equal leading dims): the exact "
+           "sum, wrapped (wrap) or clipped once (saturate) to the accumulator width; then "
+           "requantize per tensor with M = s_a s_b / s_y."),
+    OpSpec("vector_op", 1, ("fn", "params", "input_zero_point", "input_scale", "output_clamp"),
+           (), False,
+           "A float op of the vector unit (fn: layernorm with arrays gamma, beta; gelu; "
+           "softmax): dequantize to float32, fn in float32, round to the output codes "
+           "(hwsim.kernels.vector)."),
+    OpSpec("reshape", 1, ("shape",), (), False,
+           "Reshape to attrs shape (its first dim -1: the leading dim may vary); codes unchanged."),
+    OpSpec("transpose", 1, ("perm",), (), False, "Permute the dims; codes unchanged."),
 ]
 
 OPS: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}

@@ -96,3 +96,25 @@ __all__ = [
     "sum_pool2d",
     "sum_pool2d_reference",
 ]
+
+from hwsim.kernels.pairs import (  # noqa: E402  (appended: accumulator mode "int16_pairs")
+    Int16PairsAccumulator,
+    PreparedPairsLayer,
+    conv2d_int_pairs,
+    conv2d_int_pairs_reference,
+    linear_int_pairs,
+    linear_int_pairs_reference,
+    prepare_conv2d_pairs,
+    prepare_linear_pairs,
+)
+
+__all__ += [
+    "Int16PairsAccumulator",
+    "PreparedPairsLayer",
+    "conv2d_int_pairs",
+    "conv2d_int_pairs_reference",
+    "linear_int_pairs",
+    "linear_int_pairs_reference",
+    "prepare_conv2d_pairs",
+    "prepare_linear_pairs",
+]

@@ -219,19 +219,6 @@ def add_dyadic(a, a_zp, m_a, b, b_zp, m_b, shift, zp, lo, hi, out):  # pragma: n
 
 
 @njit(cache=True)
-def add_float32(a, a_zp, s_a, b, b_zp, s_b, zp, lo, hi, out):  # pragma: no cover - compiled
-    """Flat arrays: f32(f32(a-a_zp)*s_a) + f32(f32(b-b_zp)*s_b), clamp to [lo-zp, hi-zp],
-    round half to even, + zp (clamping before rounding equals clamping after: the bounds are
-    integers and rounding is monotone)."""
-    f_lo = np.float32(lo - zp)
-    f_hi = np.float32(hi - zp)
-    for i in range(a.shape[0]):
-        v = np.float32(np.int64(a[i]) - a_zp) * s_a + np.float32(np.int64(b[i]) - b_zp) * s_b
-        v = min(max(v, f_lo), f_hi)
-        out[i] = np.int64(np.rint(v)) + zp
-
-
-@njit(cache=True)
 def fused_float32(sums, bias_f32, scale, zp, lo, hi, out):  # pragma: no cover - compiled
     """sums (N, K, P) float32 exact integers; f32(sum + bias) is exact (caller proved
     |sum| + |bias| < 2^24), then the float32_requant fast path (ONNX Runtime order)."""

@@ -7,6 +7,8 @@ intermediate value can wrap.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 from hwsim.kernels import _checks as ck
@@ -173,17 +175,36 @@ def add_requantize_dyadic_reference(a, a_zp, m_a, b, b_zp, m_b, shift, out_zp, q
     return out
 
 
+def _round_f32(v: Fraction) -> np.float32:
+    """The float32 nearest to the exact rational v, ties to even (one rounding)."""
+    f = np.float32(float(v))  # float(v) rounds once to float64; fix a double-rounding tie below
+    exact = Fraction(float(f))
+    if exact == v:
+        return f
+    other = np.nextafter(f, np.float32(np.inf) if exact < v else np.float32(-np.inf))
+    d_f, d_o = abs(Fraction(float(f)) - v), abs(Fraction(float(other)) - v)
+    if d_o < d_f or (d_o == d_f and int(other.view(np.uint32)) % 2 == 0):
+        return other
+    return f
+
+
+def _fma_exact(x, y, z) -> np.float32:
+    return _round_f32(Fraction(float(x)) * Fraction(float(y)) + Fraction(float(z)))
+
+
 def add_requantize_float32_reference(a, a_zp, scale_a_f32, b, b_zp, scale_b_f32, out_zp, qmin, qmax) -> np.ndarray:
-    """Definition of add_requantize_float32: f32(f32(a-a_zp)*s_a) + f32(f32(b-b_zp)*s_b),
-    round half even, + out_zp, clamp."""
+    """Definition of add_requantize_float32 (QLinearAdd), each fma computed as the exact
+    rational x*y + z rounded once to float32: F = f32(zp) - fma(r_a, a_zp, f32(r_b b_zp)),
+    v = fma(a, r_a, fma(b, r_b, F)), clamp(round half even(v))."""
     fn = "add_requantize_float32_reference"
     zp, lo, hi = output_range(fn, out_zp, qmin, qmax)
     a, b = np.broadcast_arrays(a, b)
-    sa, sb = np.float32(scale_a_f32), np.float32(scale_b_f32)
+    ra, rb = np.float32(scale_a_f32), np.float32(scale_b_f32)
+    fixed = np.float32(np.float32(zp) - _fma_exact(ra, a_zp, np.float32(rb * np.float32(b_zp))))
     out = np.empty(a.shape, dtype=output_dtype(lo, hi))
     for idx in np.ndindex(a.shape):
-        v = np.float32(int(a[idx]) - int(a_zp)) * sa + np.float32(int(b[idx]) - int(b_zp)) * sb
-        out[idx] = min(max(int(np.rint(v)) + zp, lo), hi)
+        v = _fma_exact(int(a[idx]), ra, _fma_exact(int(b[idx]), rb, fixed))
+        out[idx] = min(max(int(np.rint(v)), lo), hi)
     return out
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from hwsim.errors import KernelError
 from hwsim.kernels import _nb
+from hwsim.kernels.fma import fma_f32
 from hwsim.kernels._checks import scalar_int
 from hwsim.kernels._requant_checks import (
     accumulator_array,
@@ -205,17 +206,26 @@ def add_requantize_dyadic(a, a_zp: int, m_a: int, b, b_zp: int, m_b: int, shift:
 
 
 def add_requantize_float32(a, a_zp: int, scale_a_f32, b, b_zp: int, scale_b_f32, out_zp: int, qmin: int, qmax: int) -> np.ndarray:
-    """Quantized add in float32: f32(f32(a - a_zp) * scale_a) + f32(f32(b - b_zp) * scale_b),
-    round half to even, + out_zp, clamp to [qmin, qmax]. scale_a = f32(s_a / s_y), scale_b =
-    f32(s_b / s_y), float32 scalars. Returns the smallest dtype holding [qmin, qmax]."""
+    """Quantized add in float32, ONNX Runtime's QLinearAdd (its AVX2 kernel, bit for bit):
+    F = f32(out_zp) - fma(r_a, a_zp, f32(r_b b_zp)); v = fma(a, r_a, fma(b, r_b, F)) on the raw
+    codes; y = clamp(round_half_even(v), qmin, qmax). r_a = f32(s_a / s_y), r_b = f32(s_b / s_y)
+    (float32 scalars ``scale_a_f32``, ``scale_b_f32``); fma rounds once (``hwsim.kernels.fma``).
+    The zero points are folded into F before rounding. Returns the smallest dtype holding
+    [qmin, qmax]."""
     fn = "add_requantize_float32"
     fa, azp, fb, bzp, zp, lo, hi = _add_operands(fn, a, a_zp, b, b_zp, out_zp, qmin, qmax)
+    ra, rb = _add_ratios(fn, scale_a_f32, scale_b_f32)
+    fixed = np.float32(np.float32(zp) - fma_f32(ra, np.float32(azp), np.float32(rb * np.float32(bzp))))
+    v = fma_f32(fa.astype(np.float32), ra, fma_f32(fb.astype(np.float32), rb, fixed))
+    out = np.clip(np.rint(v).astype(np.int64), lo, hi)
+    return out.astype(output_dtype(lo, hi)).reshape(np.shape(a))
+
+
+def _add_ratios(fn: str, scale_a_f32, scale_b_f32) -> tuple[np.float32, np.float32]:
     scales = []
     for name, s in (("scale_a_f32", scale_a_f32), ("scale_b_f32", scale_b_f32)):
         arr = np.asarray(s)
         if arr.dtype != np.float32 or arr.ndim != 0 or not np.isfinite(arr):
             raise KernelError(f"{fn}: {name} must be a finite float32 scalar; got {s!r} ({arr.dtype}).")
         scales.append(np.float32(arr))
-    out = np.empty(a.shape, dtype=output_dtype(lo, hi))
-    _nb.add_float32(fa, np.int64(azp), scales[0], fb, np.int64(bzp), scales[1], np.int64(zp), np.int64(lo), np.int64(hi), out.reshape(-1))
-    return out
+    return scales[0], scales[1]

@@ -1,0 +1,134 @@
+"""Reading an ONNX model: the file (or bytes, or ModelProto), its constants, attributes and the
+static shape of its input. Every failure is an OnnxImportError naming the file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwsim.onnx._deps import require
+from hwsim.onnx.errors import OnnxImportError
+
+ModelSource = Any  # str | os.PathLike | bytes | onnx.ModelProto
+
+
+@dataclass
+class OnnxModel:
+    """A parsed model. `label` names it in messages (its path, or "<in-memory model>");
+    `constants` maps every initializer and Constant-node output to its numpy value."""
+
+    proto: Any
+    label: str
+    constants: dict[str, np.ndarray]
+
+    @property
+    def graph(self):
+        return self.proto.graph
+
+    @property
+    def name(self) -> str:
+        return Path(self.label).name if self.label != IN_MEMORY else (self.graph.name or "onnx")
+
+    def graph_input(self):
+        """The model's single runtime input (graph inputs that are not initializers)."""
+        inputs = [v for v in self.graph.input if v.name not in self.constants]
+        if len(inputs) != 1:
+            raise OnnxImportError(f"{self.label}: hwsim imports models with exactly one input; "
+                                  f"this one has {len(inputs)}: {[v.name for v in inputs]}")
+        return inputs[0]
+
+    def fail(self, node, message: str) -> OnnxImportError:
+        """An OnnxImportError naming the file and the node."""
+        return OnnxImportError(f"{self.label}: node {node_label(node)}: {message}")
+
+
+IN_MEMORY = "<in-memory model>"
+
+
+def node_label(node) -> str:
+    """How messages name an ONNX node: its name (or first output) and op type."""
+    name = node.name or (node.output[0] if node.output else "?")
+    domain = f"{node.domain}:" if node.domain not in ("", "ai.onnx") else ""
+    return f"{name!r} ({domain}{node.op_type})"
+
+
+def load_model(source: ModelSource) -> OnnxModel:
+    """Parse `source` (a path, serialized bytes or an onnx.ModelProto) into an OnnxModel."""
+    onnx = require("onnx", "reading ONNX models")
+    from google.protobuf.message import DecodeError
+
+    if isinstance(source, onnx.ModelProto):
+        proto, label = source, IN_MEMORY
+    elif isinstance(source, (bytes, bytearray)):
+        label = IN_MEMORY
+        try:
+            proto = onnx.load_model_from_string(bytes(source))
+        except DecodeError as exc:
+            raise OnnxImportError(f"{label}: not an ONNX model: the bytes do not parse as a "
+                                  f"ModelProto ({exc})") from None
+    elif isinstance(source, (str, os.PathLike)):
+        label = str(source)
+        if not Path(label).is_file():
+            raise OnnxImportError(f"{label}: no such file")
+        try:
+            proto = onnx.load(label)
+        except DecodeError as exc:
+            raise OnnxImportError(f"{label}: not an ONNX model: the file does not parse as a "
+                                  f"ModelProto ({exc})") from None
+    else:
+        raise OnnxImportError(f"expected a path, bytes or an onnx.ModelProto; got "
+                              f"{type(source).__name__}")
+    if not proto.HasField("graph") or not proto.graph.node or not proto.opset_import:
+        raise OnnxImportError(f"{label}: not an ONNX model: it has no graph, no nodes or no "
+                              "opset import (an empty or truncated file?)")
+    return OnnxModel(proto, label, _constants(proto.graph, label))
+
+
+def _constants(graph, label: str) -> dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
+    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+            attrs = {a.name: a for a in node.attribute}
+            if "value" not in attrs:
+                raise OnnxImportError(f"{label}: node {node_label(node)}: only Constant nodes "
+                                      f"with a 'value' tensor are supported; got "
+                                      f"{sorted(attrs)}")
+            values[node.output[0]] = numpy_helper.to_array(attrs["value"].t)
+    return values
+
+
+def attributes(node) -> dict[str, Any]:
+    """A node's attributes as Python values (ints, floats, lists, bytes decoded to str)."""
+    from onnx import helper
+
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        out[a.name] = v.decode() if isinstance(v, bytes) else v
+    return out
+
+
+def static_dims(model: OnnxModel, value_info, batch: int) -> tuple[int, ...]:
+    """The shape of a graph input/output: a symbolic first (batch) dimension becomes `batch`;
+    any other symbolic or missing dimension is an error (hwsim needs static shapes)."""
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        raise OnnxImportError(f"{model.label}: input {value_info.name!r} has no shape; hwsim "
+                              "needs static shapes")
+    dims = []
+    for i, d in enumerate(t.shape.dim):
+        if d.HasField("dim_value") and d.dim_value > 0:
+            dims.append(int(d.dim_value))
+        elif i == 0:
+            dims.append(int(batch))
+        else:
+            raise OnnxImportError(f"{model.label}: input {value_info.name!r} dimension {i} is "
+                                  f"symbolic ({d.dim_param or '?'}); hwsim needs static shapes "
+                                  "except for the batch dimension")
+    return tuple(dims)
