@@ -17,6 +17,7 @@ from hwsim.errors import ProgramError
 from hwsim.ir import IntProgram, Node, check_program
 
 BACKENDS = ("fast", "reference")
+_TORCH_ENGINES = ("qnnpack", "onednn", "fbgemm")  # hwsim.lower.PYTORCH_ENGINES
 
 
 @dataclass
@@ -166,7 +167,30 @@ def _conv_geometry(node: Node) -> tuple:
     return (tuple(a["stride"]), tuple(a["padding"]), tuple(a["dilation"]), int(a["groups"]))
 
 
+def _torch_engine(node: Node, x: np.ndarray) -> np.ndarray:
+    """A conv2d / linear node computed as PyTorch's quantized engine attrs["engine"] does
+    (hwsim.engines.pytorch), then clamped to the node's requantization range."""
+    from hwsim.engines.pytorch import torch_quantized_conv2d, torch_quantized_linear
+
+    a, arr = node.attrs, node.arrays
+    common = dict(x_scale=float(a["input_scale"]), x_zp=int(a["input_zero_point"]),
+                  w=arr["weight"], w_scale=arr["weight_scale"], w_zp=arr["weight_zero_point"],
+                  bias_f32=arr.get("bias_f32"), y_scale=float(node.out.scale),
+                  y_zp=int(node.out.zero_point))
+    flags = dict(engine=a["engine"], int16_pairs=bool(a["engine_int16_pairs"]))
+    if node.op == "conv2d":
+        top, left, _, _ = a["padding"]
+        y = torch_quantized_conv2d(x, **common, stride=tuple(a["stride"]), padding=(top, left),
+                                   dilation=tuple(a["dilation"]), groups=int(a["groups"]), **flags)
+    else:
+        y = torch_quantized_linear(x, **common, **flags)
+    lo, hi = a["requant"]["clamp"]
+    return np.clip(y, lo, hi)
+
+
 def _conv2d(node: Node, args, k):
+    if node.attrs.get("engine") in _TORCH_ENGINES:
+        return _torch_engine(node, args[0]), None
     if k.fused:  # accumulate + requantize in one pass; bit-identical to the unfused pair
         res = _prepared_layer(node, k)(args[0], int(node.attrs["input_zero_point"]))
         return res.codes, res.overflow_count
@@ -177,6 +201,8 @@ def _conv2d(node: Node, args, k):
 
 
 def _linear(node: Node, args, k):
+    if node.attrs.get("engine") in _TORCH_ENGINES:
+        return _torch_engine(node, args[0]), None
     if k.fused:
         res = _prepared_layer(node, k)(args[0], int(node.attrs["input_zero_point"]))
         return res.codes, res.overflow_count

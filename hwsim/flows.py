@@ -31,9 +31,10 @@ class QuantizedFlow:
 def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_bits: int | None = None,
                        per_channel: bool = True, requant: str = "dyadic",
                        accumulator_bits: int = 32, accumulator_mode: str = "wrap",
-                       image_size: int = 224) -> QuantizedFlow:
+                       image_size: int = 224, engine: str | None = None) -> QuantizedFlow:
     """Quantize a built-in model: weights `bits`-bit signed symmetric (per channel by default),
-    activations `act_bits`-bit (default: `bits`) unsigned asymmetric per tensor, min-max ranges."""
+    activations `act_bits`-bit (default: `bits`) unsigned asymmetric per tensor, min-max ranges.
+    `engine`: compute every conv/linear as that real engine does (see `hwsim.lower.lower`)."""
     import quant
     from hwsim import zoo
     from hwsim.lower import lower
@@ -51,7 +52,8 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
     )
     qm = quant.quantize(model, config, [calib], example_input=calib[:1])
     program = lower(qm, requant=requant, accumulator_bits=accumulator_bits,
-                    accumulator_mode=accumulator_mode, name=f"{model_name}_w{bits}")
+                    accumulator_mode=accumulator_mode, name=f"{model_name}_w{bits}",
+                    engine=engine)
     return QuantizedFlow(model_name, qm, program, calib, evals)
 
 

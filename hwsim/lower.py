@@ -13,6 +13,8 @@ fake-quant forward, so that clamping codes equals quantizing clamped reals.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,14 +24,25 @@ from hwsim.ir import IntProgram, Node, TensorQuant, check_program
 from hwsim.ir.ops import ACCUMULATOR_MODES, REQUANT_MODES
 from hwsim.kernels import dyadic_multiplier, dyadic_multiplier_pair, ort_output_scale
 
+ENGINES = ("ort", "qnnpack", "onednn", "fbgemm")
+PYTORCH_ENGINES = ("qnnpack", "onednn", "fbgemm")
+
 
 def lower(qm: Any, *, requant: str = "dyadic", accumulator_bits: int = 32,
-          accumulator_mode: str = "wrap", name: str = "program") -> IntProgram:
+          accumulator_mode: str = "wrap", name: str = "program", engine: str | None = None,
+          layer_engines: Mapping[str, str] | None = None,
+          int16_pairs: bool | None = None) -> IntProgram:
     """Build the integer program of a `quant.QuantizedModel`.
 
     `requant`: "dyadic" (integer-only) or "float32" (ONNX Runtime's float order).
     `accumulator_bits`/`accumulator_mode`: the accumulator of every conv/linear ("wrap" or
     "saturate" at every step).
+    `engine` (every conv/linear) or `layer_engines` (per layer name, taking precedence): compute
+    those layers exactly as a real integer engine does (ENGINES): "ort" (ONNX Runtime's
+    QLinearConv/QLinearMatMul: float32 requantization and, for u8 x s8 non-depthwise layers on a
+    CPU without VNNI, int16 pair saturation), or PyTorch's "qnnpack", "onednn", "fbgemm"
+    (`hwsim.engines.pytorch`; uint8 activations, int8 weights, float bias). `int16_pairs`
+    overrides the CPU decision for the engines that saturate pairs (None: this machine's).
     """
     if requant not in REQUANT_MODES:
         raise ProgramError(f"requant must be one of {REQUANT_MODES}, got {requant!r}")
@@ -38,6 +51,7 @@ def lower(qm: Any, *, requant: str = "dyadic", accumulator_bits: int = 32,
                            f"got {accumulator_mode!r}")
     if not (isinstance(accumulator_bits, int) and 8 <= accumulator_bits <= 64):
         raise ProgramError(f"accumulator_bits must be an int in [8, 64], got {accumulator_bits!r}")
+    engines = _engine_choice(qm, engine, layer_engines)
     ctx = _Lowering(qm, requant, {"bits": accumulator_bits, "mode": accumulator_mode})
     program = IntProgram(name)
     graph = qm.graph
@@ -46,7 +60,10 @@ def lower(qm: Any, *, requant: str = "dyadic", accumulator_bits: int = 32,
         if handler is None:
             raise ProgramError(f"layer {rec.name!r} ({rec.module_path}): op {rec.op!r} has no "
                                f"integer lowering; supported: {', '.join(sorted(_LOWER))}")
-        program.add(handler(ctx, rec))
+        node = handler(ctx, rec)
+        if rec.name in engines:
+            node = _with_engine(ctx, rec, node, engines[rec.name], int16_pairs)
+        program.add(node)
     program.output_name = graph.output_name
     check_program(program)
     return program
@@ -92,6 +109,71 @@ def _code_of(value: float, tq: TensorQuant) -> int:
     if math.isinf(value):
         return tq.qmax if value > 0 else tq.qmin
     return int(np.rint(np.float32(value) / np.float32(tq.scale))) + tq.zero_point
+
+
+def _engine_choice(qm: Any, engine: str | None,
+                   layer_engines: Mapping[str, str] | None) -> dict[str, str]:
+    """Layer name -> engine for the integer conv/linear layers that take one."""
+    chosen = dict(layer_engines or {})
+    for name, eng in [("engine", engine), *((f"layer_engines[{n!r}]", e) for n, e in chosen.items())]:
+        if eng is not None and eng not in ENGINES:
+            raise ProgramError(f"lower: {name} must be one of {ENGINES}; got {eng!r}")
+    dense = [r.name for r in qm.graph if r.op in ("conv2d", "linear") and not qm.is_binary(r.name)]
+    unknown = sorted(set(chosen) - set(dense))
+    if unknown:
+        raise ProgramError(f"lower: layer_engines names {unknown}, which are not integer conv2d / "
+                           f"linear layers; e.g. {dense[:3]}")
+    if engine is not None:
+        chosen = {**{n: engine for n in dense}, **chosen}
+    return chosen
+
+
+def _with_engine(ctx: _Lowering, rec, node: Node, engine: str, int16_pairs: bool | None) -> Node:
+    """The node computed as `engine` computes it (see `lower`)."""
+    x_q = ctx.tq(rec.inputs[0])
+    w = node.arrays["weight"]
+    depthwise = rec.op == "conv2d" and int(rec.attrs["groups"]) == _in_channels(rec, ctx) \
+        and w.shape[1] == 1
+    u8 = (x_q.qmin, x_q.qmax) == (0, 255)
+    where = f"layer {rec.name!r} on engine {engine!r}"
+    if engine in PYTORCH_ENGINES:
+        if not u8 or w.dtype != np.int8:
+            raise ProgramError(f"{where}: PyTorch's quantized engines take uint8 activations and "
+                               f"int8 weights; got codes [{x_q.qmin}, {x_q.qmax}] and {w.dtype}")
+        if rec.op == "conv2d":
+            top, left, bottom, right = rec.attrs["padding"]
+            if (top, left) != (bottom, right):
+                raise ProgramError(f"{where}: asymmetric padding {rec.attrs['padding']}; PyTorch's "
+                                   "quantized conv pads symmetrically")
+        if engine == "onednn" and np.any(node.arrays["weight_zero_point"] != 0):
+            raise ProgramError(f"{where}: onednn needs weight zero points 0 (symmetric weights)")
+    if int16_pairs is None and engine == "ort":
+        from hwsim.onnx.ort_cpu import ort_saturates_int16_pairs as saturates  # measures ORT
+    elif int16_pairs is None:
+        from hwsim.engines.cpu import cpu_saturates_int16_pairs as saturates
+    pairs = (u8 and w.dtype == np.int8 and not depthwise and engine != "qnnpack"
+             and (saturates() if int16_pairs is None else bool(int16_pairs)))
+    attrs = dict(node.attrs, engine=engine)
+    arrays = dict(node.arrays)
+    if engine == "ort":
+        s_w = node.arrays["weight_scale"]
+        arrays = {k: v for k, v in arrays.items() if not k.startswith("rq_")}
+        arrays["rq_scale_f32"] = np.asarray(
+            ort_output_scale(x_q.scale, s_w, node.out.scale), dtype=np.float32).reshape(-1)
+        attrs["requant"] = dict(node.attrs["requant"], mode="float32")
+        attrs["accumulator"] = {"bits": 32, "mode": "int16_pairs" if pairs else "wrap"}
+    else:
+        attrs["engine_int16_pairs"] = bool(pairs)
+        bias = node.arrays.get("bias")
+        if bias is not None:  # the float bias the fake-quant model adds
+            scale = x_q.scale * node.arrays["weight_scale"]
+            arrays["bias_f32"] = (bias.astype(np.float64) * scale).astype(np.float32)
+    return replace(node, attrs=attrs, arrays=arrays)
+
+
+def _in_channels(rec, ctx: _Lowering) -> int:
+    """Input channels of conv record ``rec``."""
+    return int(ctx.qm.graph[rec.inputs[0]].out_shape[1])
 
 
 def _lower_input(ctx: _Lowering, rec) -> Node:

@@ -69,7 +69,8 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
     steps.set_description("quantize + lower")
     flow = quantize_zoo_model(model, bits=args.bits, act_bits=args.act_bits,
                               per_channel=not args.per_tensor, requant=args.requant,
-                              accumulator_bits=args.acc_bits, accumulator_mode=args.acc_mode)
+                              accumulator_bits=args.acc_bits, accumulator_mode=args.acc_mode,
+                              engine=getattr(args, "engine", None))
     steps.update()
     steps.set_description("execute + verify")
     evals = flow.eval_images if args.images is None else flow.eval_images[: args.images]
@@ -79,22 +80,46 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
 
 
 def verify(args: argparse.Namespace) -> int:
+    if args.onnx is not None:
+        return _verify_onnx(args)
+    if args.inputs is not None:
+        raise HwsimError("--inputs applies to --onnx; --model verifies on the zoo's evaluation "
+                         "images (see --images)")
     with tqdm(total=2, unit="step", leave=False, disable=None) as steps:
-        flow, report = _quantize_and_verify(args, args.model, steps)
+        flow, report = _quantize_and_verify(args, args.model or "mobilenet_v2", steps)
     print(report.to_text())
+    _verify_extras(args, flow.program, lambda: flow.qm.quantize_input(flow.calib_images),
+                   "the calibration images")
+    save_results(report.per_layer, report.summary, csv_path=args.csv, json_path=args.json)
+    return 0
+
+
+def _verify_onnx(args: argparse.Namespace) -> int:
+    from hwsim.cli.verify_onnx import COLUMNS, check_engine, verify_onnx
+
+    check_engine(args.engine)
+    result = verify_onnx(args.onnx, args.inputs, images=args.images, backend=args.backend)
+    print("hwsim vs ONNX Runtime, per layer (codes; sqnr_db: hwsim's dequantized codes vs ORT's)")
+    print_table(result.per_layer, COLUMNS)
+    print_summary(f"{args.onnx}: hwsim vs ONNX Runtime", result.summary)
+    _verify_extras(args, result.program, lambda: result.codes, "the verified inputs")
+    save_results(result.per_layer, result.summary, csv_path=args.csv, json_path=args.json)
+    return 0
+
+
+def _verify_extras(args: argparse.Namespace, program, input_codes, what: str) -> None:
+    """--acc-report (on `input_codes()`, described as `what`) and --save-program."""
     if args.acc_report:
         from hwsim.analysis import accumulator_report
 
-        table = accumulator_report(flow.program, flow.qm.quantize_input(flow.calib_images))
-        print("\nAccumulator widths (bits, two's complement) on the calibration images")
+        table = accumulator_report(program, input_codes())
+        print(f"\nAccumulator widths (bits, two's complement) on {what}")
         print_table(table, ["node", "reduction_length", "never_overflow_bits", "needed_bits",
                             "headroom_bits", "configured_bits", "configured_overflows"])
     if args.save_program:
         from hwsim.ir import save_program
 
-        print(f"saved integer program to {save_program(flow.program, args.save_program)}")
-    save_results(report.per_layer, report.summary, csv_path=args.csv, json_path=args.json)
-    return 0
+        print(f"saved integer program to {save_program(program, args.save_program)}")
 
 
 def demo(args: argparse.Namespace) -> int:

@@ -54,8 +54,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--topology", required=True, metavar="CSV", help="SCALE-Sim topology file")
     outputs(sp)
 
-    sp = sub.add_parser("verify", help="integer program vs fake-quant vs float, per layer")
-    sp.add_argument("--model", default="mobilenet_v2", help="built-in model (default mobilenet_v2)")
+    sp = sub.add_parser("verify", help="integer program vs fake-quant vs float, per layer; or "
+                                       "an int8 ONNX model: hwsim vs ONNX Runtime")
+    source = sp.add_mutually_exclusive_group()
+    source.add_argument("--model", default=None,  # None: mobilenet_v2, unless --onnx is given
+                        help="built-in model (default mobilenet_v2)")
+    source.add_argument("--onnx", metavar="MODEL.onnx",
+                        help="an int8 ONNX model (QOperator or QDQ): import it, run hwsim and "
+                             "ONNX Runtime on the same inputs, compare every layer's codes "
+                             "(the quantization options apply to --model only)")
+    sp.add_argument("--engine", choices=["ort", "qnnpack", "onednn", "fbgemm"], default=None,
+                    help="with --model: compute every conv/linear exactly as this engine does "
+                         "(ONNX Runtime or PyTorch's qnnpack/onednn/fbgemm); with --onnx: the "
+                         "reference runtime, ort (the default)")
+    sp.add_argument("--inputs", metavar="FILE.npy",
+                    help="with --onnx: float inputs (N, ...) shaped like the model input "
+                         "(default: the zoo's evaluation images for (N, 3, 224, 224) inputs)")
     quant_opts(sp)
     sp.add_argument("--backend", choices=["fast", "reference"], default="fast")
     sp.add_argument("--save-program", metavar="PATH", help="also save the integer program")

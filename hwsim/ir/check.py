@@ -52,6 +52,11 @@ def _node_errors(program: IntProgram, node: Node) -> list[str]:
         errs += _requant_errors(node)
     if node.op in ("conv2d", "linear"):
         errs += _weight_errors(program, node)
+        engine = node.attrs.get("engine")
+        if engine not in (None, "ort", "qnnpack", "onednn", "fbgemm"):
+            errs.append(f"engine must be ort, qnnpack, onednn or fbgemm, got {engine!r}")
+        elif engine not in (None, "ort") and "engine_int16_pairs" not in node.attrs:
+            errs.append(f"engine {engine!r} needs attribute 'engine_int16_pairs'")
     if node.op in ("binary_conv2d", "binary_linear"):
         errs += _binary_errors(node)
     return errs

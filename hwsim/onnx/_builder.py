@@ -109,7 +109,7 @@ class ProgramBuilder:
             "groups": groups, "accumulator": acc, "accumulator_reason": reason,
             "requant": self._requant(onnx_node, yq), "input_zero_point": xq.zp,
             "input_scale": float(xq.scale_f32), "output_scale": float(yq.scale_f32),
-            "weight_bits": 8, "input_bits": 8, "engine": "onnxruntime"}
+            "weight_bits": 8, "input_bits": 8, "engine": "ort"}
         return self._emit(onnx_node, out_name, "conv2d", (x.node,), (x.shape[0], k, oh, ow),
                           yq.tensor_quant(), node_attrs, arrays)
 
@@ -127,7 +127,7 @@ class ProgramBuilder:
         node_attrs = {"accumulator": acc, "accumulator_reason": reason,
                       "requant": self._requant(onnx_node, yq), "input_zero_point": xq.zp,
                       "input_scale": float(xq.scale_f32), "output_scale": float(yq.scale_f32),
-                      "weight_bits": 8, "input_bits": 8, "engine": "onnxruntime"}
+                      "weight_bits": 8, "input_bits": 8, "engine": "ort"}
         return self._emit(onnx_node, out_name, "linear", (x.node,), (x.shape[0], k),
                           yq.tensor_quant(), node_attrs, arrays)
 

@@ -11,11 +11,10 @@ onnxruntime installed, the CPU flags decide (x86 with AVX2 and no VNNI flag: sat
 from __future__ import annotations
 
 import functools
-import platform
-from pathlib import Path
 
 import numpy as np
 
+from hwsim.engines.cpu import cpu_flags
 from hwsim.onnx.errors import OnnxImportError
 
 _EXACT, _SATURATED = 2 * 255 * 127, (1 << 15) - 1
@@ -32,7 +31,7 @@ def _probe() -> tuple[bool, str]:
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        flags = _cpu_flags()
+        flags = cpu_flags()
         saturates = "avx2" in flags and not any("vnni" in f for f in flags)
         return saturates, (f"onnxruntime absent; CPU flags: avx2={'avx2' in flags}, "
                            f"vnni={any('vnni' in f for f in flags)}")
@@ -64,19 +63,6 @@ def _run_matmul_integer() -> int:
     sess = ort.InferenceSession(model.SerializeToString(), opts,
                                 providers=["CPUExecutionProvider"])
     return int(sess.run(None, {"a": np.full((1, 2), 255, np.uint8)})[0][0, 0])
-
-
-def _cpu_flags() -> set[str]:
-    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "i386"):
-        return set()
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def pairs_decision(x_dtype: np.dtype, w_dtype: np.dtype, depthwise: bool,

@@ -1,0 +1,147 @@
+"""`hwsim verify --onnx`: an int8 ONNX model imported into an integer program, run by hwsim and
+by ONNX Runtime on the same float inputs, and compared layer by layer on the codes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hwsim.errors import HwsimError
+from hwsim.executor import ExecutionResult, execute
+from hwsim.ir import IntProgram
+from hwsim.verify import sqnr_db
+
+ENGINES = ("ort", "qnnpack", "onednn", "fbgemm")
+ZOO_INPUT = (3, 224, 224)
+_NPY_MAGIC = b"\x93NUMPY"
+COLUMNS = ["layer", "op", "outputs", "mismatches", "max_lsb_diff", "sqnr_db"]
+
+
+@dataclass
+class OnnxVerification:
+    """`per_layer`: one row per program node whose codes ONNX Runtime exposes (COLUMNS);
+    `summary`: whole-model figures; `program`, `codes`, `run`: what hwsim ran."""
+
+    per_layer: pd.DataFrame
+    summary: dict[str, Any]
+    program: IntProgram
+    codes: np.ndarray
+    run: ExecutionResult
+
+
+def check_engine(engine: str | None) -> None:
+    """--onnx compares with ONNX Runtime only; the PyTorch engine modes belong to --model."""
+    if engine not in (None, "ort"):
+        raise HwsimError(f"--engine {engine}: engine modes (qnnpack, onednn, fbgemm) apply to "
+                         "--model; an ONNX model is verified against ONNX Runtime (--engine ort)")
+
+
+def load_inputs(path: str, program: IntProgram) -> np.ndarray:
+    """Float inputs (N, ...) from a .npy file, checked against the program's input shape."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
+                raise HwsimError(f"--inputs {path}: not a .npy file (no NumPy array header); "
+                                 "save the inputs with numpy.save")
+            f.seek(0)
+            x = np.load(f, allow_pickle=False)
+    except FileNotFoundError:
+        raise HwsimError(f"--inputs {path}: no such file") from None
+    except (OSError, ValueError) as exc:
+        raise HwsimError(f"--inputs {path}: unreadable .npy array ({exc})") from None
+    want = tuple(program.input.out_shape[1:])
+    if not isinstance(x, np.ndarray) or x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
+        raise HwsimError(f"--inputs {path}: expected a float array of shape "
+                         f"(N, {', '.join(map(str, want))}) like the model input; got shape "
+                         f"{getattr(x, 'shape', None)}")
+    if x.dtype.kind != "f":
+        raise HwsimError(f"--inputs {path}: expected float inputs (the model quantizes them); "
+                         f"got dtype {x.dtype}")
+    if x.shape[0] < 1:
+        raise HwsimError(f"--inputs {path}: the array holds no inputs (N = 0)")
+    return x.astype(np.float32, copy=False)
+
+
+def default_inputs(program: IntProgram) -> np.ndarray:
+    """The zoo's 50 evaluation images when the model takes (N, 3, 224, 224) inputs."""
+    shape = tuple(program.input.out_shape[1:])
+    if shape != ZOO_INPUT:
+        raise HwsimError(f"the model input is (N, {', '.join(map(str, shape))}), not an image "
+                         f"batch (N, 3, 224, 224): pass float inputs with --inputs FILE.npy")
+    from hwsim.zoo import sample_images
+
+    return sample_images("eval").numpy()
+
+
+def verify_onnx(model: str | Path, inputs: np.ndarray | str | None = None, *,
+                images: int | None = None, backend: str = "fast") -> OnnxVerification:
+    """Import `model`, run it in hwsim and in ONNX Runtime on float `inputs` (an array (N, ...),
+    or the path of a .npy file holding one; default: the zoo's evaluation images), the first
+    `images` of them, and compare every program node's codes that the ONNX model names
+    (mismatches, largest difference in LSBs, SQNR in dB of hwsim's dequantized codes against
+    ONNX Runtime's)."""
+    from hwsim.onnx import load_onnx_program, ort_reference_outputs, quantize_input
+
+    program = load_onnx_program(model)
+    if inputs is None:
+        x = default_inputs(program)
+    elif isinstance(inputs, np.ndarray):
+        x = inputs
+    else:
+        x = load_inputs(str(inputs), program)
+    if images is not None:
+        if images < 1:
+            raise HwsimError(f"--images must be at least 1, got {images}")
+        x = x[:images]
+    codes = quantize_input(program, x)
+    run = execute(program, codes, record=True, backend=backend)
+    names = _exposed(model, program)
+    ref = ort_reference_outputs(model, x, names)
+    rows = [_row(program, name, run.tensors[name], ref[name]) for name in names]
+    per_layer = pd.DataFrame(rows, columns=COLUMNS)
+    return OnnxVerification(per_layer, _summary(model, program, run, ref, per_layer, len(x)),
+                            program, codes, run)
+
+
+def _exposed(model, program: IntProgram) -> list[str]:
+    """Program nodes (in program order) whose codes are a tensor of the ONNX model."""
+    from hwsim.onnx._model import load_model
+
+    graph = load_model(model).graph
+    tensors = {o for n in graph.node for o in n.output}
+    return [n.name for n in program.nodes() if n.name in tensors]
+
+
+def _row(program: IntProgram, name: str, ours: np.ndarray, theirs: np.ndarray) -> dict:
+    node = program.node(name)
+    if ours.shape != theirs.shape:
+        raise HwsimError(f"node {name!r}: hwsim computed shape {ours.shape}, ONNX Runtime "
+                         f"{theirs.shape}")
+    diff = np.abs(ours.astype(np.int64) - theirs.astype(np.int64))
+    return {"layer": name, "op": node.op, "outputs": int(diff.size),
+            "mismatches": int(np.count_nonzero(diff)),
+            "max_lsb_diff": int(diff.max()) if diff.size else 0,
+            "sqnr_db": sqnr_db(node.out.dequantize(theirs), node.out.dequantize(ours))}
+
+
+def _summary(model, program: IntProgram, run: ExecutionResult, ref: dict, per_layer: pd.DataFrame,
+             n_inputs: int) -> dict[str, Any]:
+    import onnxruntime
+
+    exact = int((per_layer["mismatches"] == 0).sum())
+    summary: dict[str, Any] = {
+        "model": str(model), "engine": f"onnxruntime {onnxruntime.__version__}",
+        "inputs": n_inputs, "layers_bit_exact": f"{exact}/{len(per_layer)}",
+        "outputs_compared": int(per_layer["outputs"].sum()),
+        "total_mismatches": int(per_layer["mismatches"].sum()),
+        "max_lsb_diff": int(per_layer["max_lsb_diff"].max()) if len(per_layer) else 0,
+        "accumulator_overflows": run.total_overflows,  # hwsim's, e.g. saturated int16 pairs
+    }
+    out = program.output
+    if out.name in ref and run.output.ndim == 2 and run.output.shape[1] > 1:
+        ours, theirs = (out.out.dequantize(v) for v in (run.output, ref[out.name]))
+        summary["output_top1_agreement"] = float(np.mean(ours.argmax(1) == theirs.argmax(1)))
+    return summary

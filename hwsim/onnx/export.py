@@ -1,0 +1,474 @@
+"""hwsim integer program -> int8 ONNX model (QOperator form) that ONNX Runtime computes bit for
+bit like `hwsim.execute`.
+
+The model is built from the integer program alone (no torch). Mapping, per program node:
+
+    input      graph input of uint8/int8 codes, shape (N, ...) with a symbolic batch N
+               (float_input=True: a float graph input and ONNX Runtime's QuantizeLinear)
+    conv2d     QLinearConv: int32 bias = the node's bias codes, per-channel weight scales and
+               zero points
+    linear     com.microsoft QGemm (transB=1, the weight as (out, in), int32 bias C)
+    add        com.microsoft QLinearAdd
+    maxpool2d  MaxPool on the codes
+    avgpool2d  com.microsoft QLinearGlobalAveragePool (global pooling only)
+    flatten    Flatten (axis 1)
+
+Codes: uint8 or int8 activations; conv / linear take u8 x s8, u8 x u8 or s8 x s8 (activations
+x weights; any weight zero points) and write their input's type, as ONNX Runtime's CPU kernels
+do. A requantization clamp narrower than the code type (a fused ReLU / ReLU6 that is not the
+natural saturation, 7-bit codes stored in 8 bits) becomes a Clip on the codes after the op (and
+after the input QuantizeLinear). ONNX Runtime clamps to the full type range before rounding;
+rounding half to even is monotone and keeps integer bounds, so clamping afterwards gives the
+same codes as hwsim's clamp before rounding. (`load_onnx_program` does not read Clip yet: a
+model with Clips runs in ONNX Runtime but does not import back.)
+
+ONNX Runtime derives each requantization constant from the tensors' float32 scales (formulas in
+`hwsim.onnx.ort_semantics`). The export writes the program's scales as float32 and checks, per
+node, that ONNX Runtime's formula gives back exactly the node's constant; for a conv / linear
+node it looks for float32 weight scales that do (the node's `weight_scale` when present). It
+also checks that every conv / linear accumulates as ONNX Runtime does on the target CPU: int32,
+with u8 x s8 product pairs saturated to int16 where this CPU's kernels do it
+(`ort_cpu.pairs_decision`; depthwise convs are exact). `with_ort_accumulators` gives the
+program with those accumulators, as `lower(qm, requant="float32", engine="ort")` builds it
+(nodes lowered for a PyTorch engine are refused). Every problem of every node is reported in one
+OnnxExportError.
+
+Tensor names: each node's codes are the ONNX tensor named after the node, so ONNX Runtime's
+intermediate values can be compared with `execute(..., record=True).tensors` by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+
+import numpy as np
+
+from hwsim.errors import ProgramError
+from hwsim.ir import IntProgram, Node, check_program
+from hwsim.kernels import ort_output_scale
+from hwsim.onnx import ort_semantics as ort
+from hwsim.onnx._deps import require
+from hwsim.onnx.ort_cpu import pairs_decision
+
+OPSET = 17  # MaxPool and Clip on int8/uint8 need >= 12; per-axis Q/DQ >= 13
+IR_VERSION = 9
+ORT_ACCUMULATOR_BITS = 32
+EXPORTABLE_OPS = ("input", "conv2d", "linear", "add", "maxpool2d", "avgpool2d (global)", "flatten")
+_CODE_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
+_DENSE_TYPES = (("uint8", "int8"), ("uint8", "uint8"), ("int8", "int8"))  # ORT's CPU kernels
+_PYTORCH_ENGINES = ("qnnpack", "onednn", "fbgemm")  # hwsim.lower: nodes ORT computes otherwise
+_F32 = np.float32
+_ULP_SEARCH = 64  # how far (in float32 ulps) to look for a weight scale that ORT maps exactly
+
+
+class OnnxExportError(ProgramError):
+    """An integer program cannot be written as an ONNX model that ONNX Runtime computes bit for
+    bit: the message names every offending node, its op and what was expected."""
+
+
+def export_onnx(program: IntProgram, path: str | Path, *, float_input: bool = False,
+                float_output: bool = False, intermediate_outputs: bool = False,
+                int16_pairs: bool | None = None) -> Path:
+    """Write `program` as a QOperator ONNX model at `path` (module docstring); return the path.
+
+    program: requantizing in float32 with accumulators as ONNX Runtime's: built by
+        `lower(qm, requant="float32", engine="ort")`, imported by `load_onnx_program`, or
+        passed through `with_ort_accumulators`.
+    float_input: the graph input is float32 (N, ...) quantized by ONNX Runtime's
+        QuantizeLinear (`hwsim.onnx.quantize_input` computes the same codes); default: the
+        graph input takes the program's uint8/int8 input codes.
+    float_output: the graph output is DequantizeLinear of the output codes (float32);
+        default: the output codes themselves (uint8/int8).
+    intermediate_outputs: also output every node's codes, each named after its node.
+    int16_pairs: the target CPU saturates u8 x s8 product pairs to int16 (None: measure this
+        machine's ONNX Runtime).
+
+    A model with float input, float output and no intermediate outputs is what
+    `load_onnx_program` imports back.
+    """
+    model = onnx_model(program, float_input=float_input, float_output=float_output,
+                       intermediate_outputs=intermediate_outputs, int16_pairs=int16_pairs)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model.SerializeToString())
+    return path
+
+
+def onnx_model(program: IntProgram, *, float_input: bool = False, float_output: bool = False,
+               intermediate_outputs: bool = False, int16_pairs: bool | None = None):
+    """The onnx.ModelProto that `export_onnx` writes (same arguments)."""
+    onnx = require("onnx", "export_onnx")
+    check_program(program)
+    errors: list[str] = []
+    for node in program.nodes():
+        errors += [f"node {node.name!r} ({node.op}): {e}"
+                   for e in _node_errors(program, node, int16_pairs)]
+    if errors:
+        raise OnnxExportError(f"program {program.name!r} cannot be exported to ONNX bit-exactly:"
+                              "\n  " + "\n  ".join(errors))
+    graph = _GraphBuilder(onnx, program)
+    graph.input(float_input)
+    for node in program.nodes():
+        if node.op != "input":
+            _EMIT[node.op](graph, node)
+    graph.outputs(float_output, intermediate_outputs)
+    helper = onnx.helper
+    model = helper.make_model(
+        helper.make_graph(graph.nodes, program.name, graph.graph_inputs, graph.graph_outputs,
+                          initializer=graph.initializers),
+        opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)],
+        producer_name="hwsim")
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
+def with_ort_accumulators(program: IntProgram, *, int16_pairs: bool | None = None) -> IntProgram:
+    """A copy of `program` whose conv2d / linear nodes accumulate as ONNX Runtime's CPU kernels
+    do: int32, and "int16_pairs" for u8 x s8 convs (not depthwise) and GEMMs when the target CPU
+    saturates pairs (`int16_pairs` None: this machine). The reason is recorded in
+    attrs["accumulator_reason"]. Nodes keep their arrays (shared, read-only)."""
+    out = IntProgram(program.name)
+    for node in program.nodes():
+        if node.op in ("conv2d", "linear") and _eight_bit(program, node):
+            mode, reason = _ort_accumulator(program, node, int16_pairs)
+            attrs = {**node.attrs, "accumulator": {"bits": ORT_ACCUMULATOR_BITS, "mode": mode},
+                     "accumulator_reason": reason}
+            node = dataclasses.replace(node, attrs=attrs, arrays=dict(node.arrays))
+        out.add(node)
+    out.output_name = program.output_name
+    check_program(out)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Validation: what ONNX Runtime would compute differently
+
+def _node_errors(program: IntProgram, node: Node, int16_pairs: bool | None) -> list[str]:
+    if node.op not in _EMIT and node.op != "input":
+        return [f"op {node.op!r} has no bit-exact ONNX Runtime (QOperator) mapping; exportable "
+                f"ops: {', '.join(EXPORTABLE_OPS)}"]
+    errs = []
+    if node.out.dtype not in _CODE_DTYPES:
+        errs.append(f"codes must be uint8 or int8 for ONNX Runtime's quantized ops; this node's "
+                    f"range [{node.out.qmin}, {node.out.qmax}] needs {node.out.dtype}")
+    rq = node.attrs.get("requant")
+    if rq is not None and rq["mode"] != "float32":
+        errs.append(f"requantization mode {rq['mode']!r}: ONNX Runtime requantizes in float32; "
+                    "lower the model with requant='float32'")
+    if errs or node.op == "input":
+        return errs
+    ins = [program.node(s) for s in node.inputs]
+    if any(p.out.dtype not in _CODE_DTYPES for p in ins):
+        return [f"reads {node.inputs}, whose codes are not uint8/int8"]
+    return _CHECKS.get(node.op, lambda *a: [])(program, node, ins, int16_pairs)
+
+
+def _eight_bit(program: IntProgram, node: Node) -> bool:
+    return (node.arrays["weight"].dtype in _CODE_DTYPES
+            and program.node(node.inputs[0]).out.dtype in _CODE_DTYPES)
+
+
+def _depthwise(node: Node) -> bool:
+    w = node.arrays["weight"]
+    groups = int(node.attrs.get("groups", 1))
+    return node.op == "conv2d" and groups > 1 and groups == w.shape[0] and w.shape[1] == 1
+
+
+def _ort_accumulator(program: IntProgram, node: Node, int16_pairs: bool | None) -> tuple[str, str]:
+    x_dtype = program.node(node.inputs[0]).out.dtype
+    return pairs_decision(x_dtype, node.arrays["weight"].dtype, _depthwise(node), int16_pairs)
+
+
+def _same_accumulation(program: IntProgram, node: Node, int16_pairs: bool | None) -> bool:
+    """The node's accumulator gives ONNX Runtime's sums: the same setting, or int32 with
+    "wrap" vs "int16_pairs" where no product pair can leave int16 (e.g. 7-bit activations)."""
+    acc = node.attrs["accumulator"]
+    mode, _ = _ort_accumulator(program, node, int16_pairs)
+    if acc.get("bits") != ORT_ACCUMULATOR_BITS or acc.get("mode") not in ("wrap", "int16_pairs"):
+        return False
+    if acc["mode"] == mode:
+        return True
+    x = program.node(node.inputs[0]).out
+    w = node.arrays["weight"]
+    largest_pair = 2 * max(abs(x.qmin), abs(x.qmax)) * int(np.abs(w.astype(np.int64)).max(initial=0))
+    return largest_pair <= np.iinfo(np.int16).max
+
+
+def _zero_point_errors(node: Node, producers: list[Node], zps: list[int]) -> list[str]:
+    return [f"input zero point {zp} differs from the zero point {p.out.zero_point} of the codes "
+            f"it reads ({p.name!r})"
+            for p, zp in zip(producers, zps) if int(zp) != p.out.zero_point]
+
+
+def _check_dense(program: IntProgram, node: Node, ins: list[Node], int16_pairs) -> list[str]:
+    x = ins[0]
+    w = node.arrays["weight"]
+    ort_op = "QLinearConv" if node.op == "conv2d" else "QGemm"
+    errs = _zero_point_errors(node, ins, [node.attrs["input_zero_point"]])
+    if (x.out.dtype.name, w.dtype.name) not in _DENSE_TYPES:
+        errs.append(f"{ort_op} on this CPU takes {', '.join(' x '.join(t) for t in _DENSE_TYPES)}"
+                    f" (activations x weights); got {x.out.dtype} x {w.dtype}")
+    if node.op == "linear" and len(x.out_shape) != 2:
+        errs.append(f"QGemm multiplies (N, in) inputs; the input has shape {x.out_shape}")
+    if x.out.dtype != node.out.dtype:
+        errs.append(f"{ort_op} writes codes of its input's type {x.out.dtype}; the node's output "
+                    f"is {node.out.dtype}")
+    bias = node.arrays.get("bias")
+    if bias is not None and (bias.min() < -2**31 or bias.max() >= 2**31):
+        errs.append(f"bias codes must fit int32; got [{bias.min()}, {bias.max()}]")
+    zp_w = np.asarray(node.arrays["weight_zero_point"])
+    if w.dtype in _CODE_DTYPES and (zp_w.min() < np.iinfo(w.dtype).min
+                                    or zp_w.max() > np.iinfo(w.dtype).max):
+        errs.append(f"weight zero points must fit {w.dtype}; got [{zp_w.min()}, {zp_w.max()}]")
+    engine = node.attrs.get("engine")
+    if engine in _PYTORCH_ENGINES:
+        errs.append(f"computed as PyTorch's {engine} engine (float bias, its own requantization); "
+                    "lower with engine='ort' (or requant='float32') for ONNX Runtime")
+    if w.dtype in _CODE_DTYPES and not _same_accumulation(program, node, int16_pairs):
+        mode, reason = _ort_accumulator(program, node, int16_pairs)
+        errs.append(f"accumulator {node.attrs['accumulator']} but ONNX Runtime accumulates as "
+                    f"{{'bits': 32, 'mode': {mode!r}}} here ({reason}); lower with "
+                    f"requant='float32', engine='ort', or pass the program through "
+                    f"hwsim.onnx.with_ort_accumulators")
+    if not errs and _weight_scales(program, node) is None:
+        errs.append("no float32 weight scales make ONNX Runtime's requantization scale "
+                    "f32(f32(s_x s_w) / s_y) equal the node's rq_scale_f32")
+    return errs
+
+
+def _check_add(program: IntProgram, node: Node, ins: list[Node], int16_pairs) -> list[str]:
+    errs = _zero_point_errors(node, ins, node.attrs["input_zero_points"])
+    if not ins[0].out.dtype == ins[1].out.dtype == node.out.dtype:
+        errs.append(f"QLinearAdd needs one code type for A, B and C; got {ins[0].out.dtype}, "
+                    f"{ins[1].out.dtype}, {node.out.dtype}")
+    if ins[0].out_shape[1:] != ins[1].out_shape[1:]:
+        errs.append(f"operands of shapes {ins[0].out_shape} and {ins[1].out_shape}: hwsim adds "
+                    "equal shapes only")
+    want = ort.add_ratios(ins[0].out.scale, ins[1].out.scale, node.out.scale)
+    if not _same_f32(node.arrays["rq_scale_f32"], want):
+        errs.append(f"rq_scale_f32 {node.arrays['rq_scale_f32'].tolist()} differs from "
+                    f"QLinearAdd's ratios f32(s_a / s_c), f32(s_b / s_c) = {want.tolist()}")
+    return errs
+
+
+def _check_avgpool(program: IntProgram, node: Node, ins: list[Node], int16_pairs) -> list[str]:
+    if not node.attrs["global"]:
+        return ["only global average pooling has a bit-exact ONNX Runtime op "
+                "(QLinearGlobalAveragePool)"]
+    x = ins[0]
+    errs = _zero_point_errors(node, ins, [node.attrs["input_zero_point"]])
+    if x.out.dtype != node.out.dtype:
+        errs.append(f"QLinearGlobalAveragePool keeps the code type {x.out.dtype}; the node "
+                    f"writes {node.out.dtype}")
+    count = int(math.prod(x.out_shape[2:]))
+    want = ort.global_avgpool_scale(x.out.scale, node.out.scale, count)
+    if not _same_f32(node.arrays["rq_scale_f32"], np.array([want])):
+        errs.append(f"rq_scale_f32 {node.arrays['rq_scale_f32'].tolist()} differs from "
+                    f"QLinearGlobalAveragePool's f32(s_x / f32(s_y * {count})) = {float(want)}")
+    return errs
+
+
+def _check_maxpool(program: IntProgram, node: Node, ins: list[Node], int16_pairs) -> list[str]:
+    a = node.attrs
+    if not a["ceil_mode"]:
+        return []
+    h, w = ins[0].out_shape[2:]
+    sizes = [_ceil_pool_size(n, k, s, p0 + p1, d) for n, k, s, p0, p1, d in
+             zip((h, w), a["kernel"], a["stride"], a["padding"][:2], a["padding"][2:],
+                 a["dilation"])]
+    if tuple(sizes) != tuple(node.out_shape[2:]):
+        return [f"with ceil_mode ONNX MaxPool gives {tuple(sizes)} outputs, the node "
+                f"{tuple(node.out_shape[2:])}"]
+    return []
+
+
+def _ceil_pool_size(n: int, k: int, s: int, pads: int, d: int) -> int:
+    """ONNX MaxPool's output size along one axis with ceil_mode=1."""
+    return -(-(n + pads - d * (k - 1) - 1) // s) + 1
+
+
+def _check_flatten(program: IntProgram, node: Node, ins: list[Node], int16_pairs) -> list[str]:
+    if int(node.attrs["start_dim"]) != 1:
+        return [f"start_dim {node.attrs['start_dim']}: ONNX Flatten keeps only the batch "
+                "dimension (start_dim 1)"]
+    return []
+
+
+_CHECKS = {"conv2d": _check_dense, "linear": _check_dense, "add": _check_add,
+           "avgpool2d": _check_avgpool, "maxpool2d": _check_maxpool, "flatten": _check_flatten}
+
+
+def _same_f32(a: np.ndarray, b: np.ndarray) -> bool:
+    a, b = np.asarray(a, dtype=_F32).reshape(-1), np.asarray(b, dtype=_F32).reshape(-1)
+    return a.shape == b.shape and bool(np.all(a.view(np.int32) == b.view(np.int32)))
+
+
+def _weight_scales(program: IntProgram, node: Node) -> np.ndarray | None:
+    """Float32 weight scales (K,) with ort_output_scale(s_x, s_w, s_y) == rq_scale_f32 exactly
+    (per channel or broadcast), or None. The node's `weight_scale` is tried first; otherwise,
+    or where it does not fit, the float32 values within _ULP_SEARCH ulps of
+    rq_scale * s_y / s_x, nearest first."""
+    k = node.arrays["weight"].shape[0]
+    if np.size(node.arrays["rq_scale_f32"]) not in (1, k):
+        return None
+    s_x, s_y = _F32(program.node(node.inputs[0]).out.scale), _F32(node.out.scale)
+    target = np.broadcast_to(np.asarray(node.arrays["rq_scale_f32"], dtype=_F32).reshape(-1), (k,))
+    found = np.zeros(k, dtype=bool)
+    scales = np.zeros(k, dtype=_F32)
+    given = node.arrays.get("weight_scale")
+    if given is not None and np.size(given) in (1, k):
+        cand = np.broadcast_to(np.asarray(given, dtype=_F32).reshape(-1), (k,))
+        found = _same_each(ort_output_scale(s_x, cand, s_y), target)
+        scales[found] = cand[found]
+    start = (target.astype(np.float64) * float(s_y) / float(s_x)).astype(_F32).view(np.int32)
+    for step in sorted(range(-_ULP_SEARCH, _ULP_SEARCH + 1), key=abs):
+        if found.all():
+            break
+        cand = (start + np.int32(step)).view(_F32)
+        ok = ~found & (cand > 0) & _same_each(ort_output_scale(s_x, cand, s_y), target)
+        scales[ok], found = cand[ok], found | ok
+    return scales if found.all() else None
+
+
+def _same_each(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=_F32).view(np.int32) == np.asarray(b, dtype=_F32).view(np.int32)
+
+
+# ------------------------------------------------------------------------------------------------
+# Building the graph
+
+class _GraphBuilder:
+    """Accumulates ONNX nodes, initializers and graph inputs/outputs for one program."""
+
+    def __init__(self, onnx, program: IntProgram) -> None:
+        self.onnx, self.program = onnx, program
+        self.nodes: list = []
+        self.initializers: list = []
+        self.graph_inputs: list = []
+        self.graph_outputs: list = []
+        self._constants: set[str] = set()
+
+    def const(self, name: str, value) -> str:
+        if name not in self._constants:
+            self._constants.add(name)
+            self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def qparams(self, tensor: str) -> list[str]:
+        """[scale, zero point] initializers of a program node's codes (float32, code type)."""
+        q = self.program.node(tensor).out
+        dtype = q.dtype
+        return [self.const(f"{tensor}.scale", _F32(q.scale)),
+                self.const(f"{tensor}.zero_point", np.asarray(q.zero_point, dtype=dtype))]
+
+    def op(self, op_type: str, inputs: list[str], output: str, source: Node, *,
+           domain: str = "", **attrs) -> str:
+        self.nodes.append(self.onnx.helper.make_node(
+            op_type, inputs, [output], name=f"{source.name}/{op_type}", domain=domain, **attrs))
+        return output
+
+    def value_info(self, name: str, elem_type: int, shape: tuple[int, ...]):
+        dims = ["N", *[int(d) for d in shape[1:]]]
+        return self.onnx.helper.make_tensor_value_info(name, elem_type, dims)
+
+    def code_info(self, node: Node):
+        return self.value_info(node.name, self.onnx.helper.np_dtype_to_tensor_dtype(node.out.dtype),
+                               node.out_shape)
+
+    def clamped(self, node: Node, op_type: str, inputs: list[str], bounds=None, **attrs) -> None:
+        """The op writing the node's codes, then a Clip when their bounds (default: the
+        requantization clamp) are narrower than the code type's range."""
+        lo, hi = node.attrs["requant"]["clamp"] if bounds is None else bounds
+        info = np.iinfo(node.out.dtype)
+        if (lo, hi) == (info.min, info.max):
+            self.op(op_type, inputs, node.name, node, **attrs)
+            return
+        raw = self.op(op_type, inputs, f"{node.name}.unclipped", node, **attrs)
+        limits = [self.const(f"{node.name}.clip_{side}", np.asarray(v, dtype=node.out.dtype))
+                  for side, v in (("min", lo), ("max", hi))]
+        self.op("Clip", [raw, *limits], node.name, node)
+
+    def input(self, float_input: bool) -> None:
+        node = self.program.input
+        if not float_input:
+            self.graph_inputs.append(self.code_info(node))
+            return
+        x = f"{node.name}.float"
+        self.graph_inputs.append(self.value_info(x, self.onnx.TensorProto.FLOAT, node.out_shape))
+        self.clamped(node, "QuantizeLinear", [x, *self.qparams(node.name)],
+                     bounds=(node.out.qmin, node.out.qmax))
+
+    def outputs(self, float_output: bool, intermediate: bool) -> None:
+        out = self.program.output
+        if float_output:
+            y = self.op("DequantizeLinear", [out.name, *self.qparams(out.name)],
+                        f"{out.name}.float", out)
+            self.graph_outputs.append(self.value_info(y, self.onnx.TensorProto.FLOAT,
+                                                      out.out_shape))
+        else:
+            self.graph_outputs.append(self.code_info(out))
+        if intermediate:
+            skip = {out.name} if not float_output else set()
+            skip |= {i.name for i in self.graph_inputs}
+            self.graph_outputs += [self.code_info(n) for n in self.program.nodes()
+                                   if n.name not in skip]
+
+
+def _emit_conv(g: _GraphBuilder, node: Node) -> None:
+    x, a = node.inputs[0], node.attrs
+    ins = [x, *g.qparams(x), *_weight_inputs(g, node), *g.qparams(node.name)]
+    if "bias" in node.arrays:
+        ins.append(g.const(f"{node.name}.bias", node.arrays["bias"].astype(np.int32)))
+    w = node.arrays["weight"]
+    g.clamped(node, "QLinearConv", ins, kernel_shape=list(w.shape[2:]),
+              strides=list(a["stride"]), pads=list(a["padding"]), dilations=list(a["dilation"]),
+              group=int(a["groups"]))
+
+
+def _emit_linear(g: _GraphBuilder, node: Node) -> None:
+    x = node.inputs[0]
+    bias = ""
+    if "bias" in node.arrays:
+        bias = g.const(f"{node.name}.bias", node.arrays["bias"].astype(np.int32))
+    ins = [x, *g.qparams(x), *_weight_inputs(g, node), bias, *g.qparams(node.name)]
+    g.clamped(node, "QGemm", ins, domain="com.microsoft", transB=1, alpha=1.0)
+
+
+def _weight_inputs(g: _GraphBuilder, node: Node) -> list[str]:
+    """[weight codes, per-channel float32 scales, per-channel zero points] initializers."""
+    w = node.arrays["weight"]
+    k = w.shape[0]
+    zp = np.broadcast_to(np.asarray(node.arrays["weight_zero_point"]).reshape(-1), (k,))
+    return [g.const(f"{node.name}.weight", w),
+            g.const(f"{node.name}.weight_scale", _weight_scales(g.program, node)),
+            g.const(f"{node.name}.weight_zero_point", zp.astype(w.dtype))]
+
+
+def _emit_add(g: _GraphBuilder, node: Node) -> None:
+    a, b = node.inputs
+    g.clamped(node, "QLinearAdd", [a, *g.qparams(a), b, *g.qparams(b), *g.qparams(node.name)],
+              domain="com.microsoft")
+
+
+def _emit_avgpool(g: _GraphBuilder, node: Node) -> None:
+    x = node.inputs[0]
+    g.clamped(node, "QLinearGlobalAveragePool", [x, *g.qparams(x), *g.qparams(node.name)],
+              domain="com.microsoft", channels_last=0)
+
+
+def _emit_maxpool(g: _GraphBuilder, node: Node) -> None:
+    a = node.attrs
+    g.op("MaxPool", [node.inputs[0]], node.name, node, kernel_shape=list(a["kernel"]),
+         strides=list(a["stride"]), pads=list(a["padding"]), dilations=list(a["dilation"]),
+         ceil_mode=int(bool(a["ceil_mode"])))
+
+
+def _emit_flatten(g: _GraphBuilder, node: Node) -> None:
+    g.op("Flatten", [node.inputs[0]], node.name, node, axis=1)
+
+
+_EMIT = {"conv2d": _emit_conv, "linear": _emit_linear, "add": _emit_add,
+         "avgpool2d": _emit_avgpool, "maxpool2d": _emit_maxpool, "flatten": _emit_flatten}
