@@ -200,3 +200,25 @@ def test_mobilenet_v2_from_the_zoo_images(tmp_path, capsys):
     ops = [r["op"] for r in doc["per_layer"]]
     assert (ops.count("conv2d"), ops.count("add"), ops.count("linear")) == (52, 10, 1)
     assert "classifier.1" in out
+
+
+def test_simulate_costs_a_float_onnx_model_like_the_builtin_workload(tmp_path):
+    """`hwsim simulate --model resnet50.onnx` (the onnx wheel's ResNet-50 topology, weights made
+    by ConstantOfShape) costs the same 54 layers and MACs as the built-in resnet50."""
+    import json
+    from pathlib import Path
+
+    import onnx
+
+    from hwsim.cli import main
+    from hwsim.workloads import builtin_workload
+
+    model = Path(onnx.__file__).parent / "backend/test/data/light/light_resnet50.onnx"
+    out = tmp_path / "r50.json"
+    hw = Path(__file__).resolve().parents[1] / "hw_configs" / "int8_systolic.yaml"
+    assert main(["simulate", "--hw", str(hw), "--model", str(model),
+                 "--json", str(out)]) == 0
+    summary = json.loads(out.read_text())["summary"]
+    builtin = builtin_workload("resnet50")
+    assert summary["layers"] == len(builtin) == 54
+    assert summary["macs"] == sum(layer.macs() for layer in builtin)

@@ -44,9 +44,10 @@ def simulate(args: argparse.Namespace) -> int:
         from hwsim.ir import load_program
 
         layers = program_workload(load_program(model), batch=args.batch)
-    elif model.endswith(".onnx"):
-        raise HwsimError(f"{model}: ONNX workloads are not supported yet; use a built-in workload "
-                         "or a saved integer program (.json)")
+    elif model.endswith(".onnx"):  # a float (or QDQ) ONNX model: its conv / gemm / matmul layers
+        from hwsim.onnx import load_onnx_workload
+
+        layers = load_onnx_workload(model, batch=args.batch)
     else:
         layers = builtin_workload(model, batch=args.batch)
     return _cost_and_report(args, accel, layers, "torch", f"{model} on {accel.name}")

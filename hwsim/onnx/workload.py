@@ -70,10 +70,11 @@ def _inferred_shapes(onnx, model: OnnxModel, batch: int) -> dict[str, tuple[int,
 
 
 def _weight_tensors(model: OnnxModel) -> set[str]:
-    """Constants, and DequantizeLinear outputs of constants (QDQ weights)."""
+    """Constants, DequantizeLinear outputs of constants (QDQ weights), and ConstantOfShape
+    outputs of constant shapes (how onnx's "light" test models carry their weights)."""
     names = set(model.constants)
     for node in model.graph.node:
-        if node.op_type == "DequantizeLinear" and node.input[0] in model.constants:
+        if node.op_type in ("DequantizeLinear", "ConstantOfShape") and node.input[0] in model.constants:
             names.add(node.output[0])
     return names
 
