@@ -55,13 +55,8 @@ class Int16PairsAccumulator:
                               f"{self.bits!r} instead.")
         object.__setattr__(self, "bits", int(self.bits))
 
-    @property
-    def min_value(self) -> int:
-        return -(1 << (self.bits - 1))
-
-    @property
-    def max_value(self) -> int:
-        return (1 << (self.bits - 1)) - 1
+    min_value = AccumulatorSpec.min_value  # two's complement range of `bits` bits
+    max_value = AccumulatorSpec.max_value
 
 
 def _pairs_accumulator(fn: str, acc: object) -> Int16PairsAccumulator:

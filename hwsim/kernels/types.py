@@ -38,15 +38,10 @@ class AccumulatorSpec:
             )
         object.__setattr__(self, "bits", int(self.bits))
 
-    @property
-    def min_value(self) -> int:
-        """Smallest representable accumulator value, -2^(bits-1)."""
-        return -(1 << (self.bits - 1))
-
-    @property
-    def max_value(self) -> int:
-        """Largest representable accumulator value, 2^(bits-1) - 1."""
-        return (1 << (self.bits - 1)) - 1
+    min_value = property(lambda self: -(1 << (self.bits - 1)),
+                         doc="Smallest representable accumulator value, -2^(bits-1).")
+    max_value = property(lambda self: (1 << (self.bits - 1)) - 1,
+                         doc="Largest representable accumulator value, 2^(bits-1) - 1.")
 
 
 @dataclass(frozen=True)
