@@ -15,6 +15,8 @@ import numpy as np
 
 from hwsim.errors import ProgramError
 from hwsim.ir import IntProgram, Node, check_program
+from hwsim.kernels.matmul import matmul_int, matmul_int_reference
+from hwsim.kernels.vector import vector_op
 
 BACKENDS = ("fast", "reference")
 _TORCH_ENGINES = ("qnnpack", "onednn", "fbgemm")  # hwsim.lower.PYTORCH_ENGINES
@@ -301,6 +303,8 @@ def _clamp(node: Node, args, k):
 def _binary_layer(node: Node, args, k):
     """binary_conv2d / binary_linear: binarize the input codes, XNOR-popcount products combined
     with the scales in float64, one rounding to the output codes (see hwsim.ir.ops)."""
+    # imported here: the binarizer is quant's (torch-free) fitting code, loaded only by
+    # programs that have binary layers
     from hwsim.kernels.binary_layer import BinaryLayer, binary_layer_forward
 
     a = node.attrs
@@ -315,8 +319,6 @@ def _binary_layer(node: Node, args, k):
 
 
 def _matmul(node: Node, args, k):
-    from hwsim.kernels.matmul import matmul_int, matmul_int_reference
-
     zp_a, zp_b = node.attrs["input_zero_points"]
     acc = (matmul_int if k.fused else matmul_int_reference)(args[0], zp_a, args[1], zp_b)
     spec = _accumulator(node, k)  # the exact sum, wrapped or clipped to the accumulator width
@@ -331,8 +333,6 @@ def _matmul(node: Node, args, k):
 
 
 def _vector_op(node: Node, args, k):
-    from hwsim.kernels.vector import vector_op
-
     a = node.attrs
     return vector_op(args[0], a["fn"], input_zero_point=int(a["input_zero_point"]),
                      input_scale=float(a["input_scale"]), output_scale=float(node.out.scale),

@@ -132,8 +132,8 @@ def _with_engine(ctx: _Lowering, rec, node: Node, engine: str, int16_pairs: bool
     """The node computed as `engine` computes it (see `lower`)."""
     x_q = ctx.tq(rec.inputs[0])
     w = node.arrays["weight"]
-    depthwise = rec.op == "conv2d" and int(rec.attrs["groups"]) == _in_channels(rec, ctx) \
-        and w.shape[1] == 1
+    depthwise = (rec.op == "conv2d" and w.shape[1] == 1
+                 and int(rec.attrs["groups"]) == _in_channels(rec, ctx))
     u8 = (x_q.qmin, x_q.qmax) == (0, 255)
     where = f"layer {rec.name!r} on engine {engine!r}"
     if engine in PYTORCH_ENGINES:
@@ -151,8 +151,7 @@ def _with_engine(ctx: _Lowering, rec, node: Node, engine: str, int16_pairs: bool
         from hwsim.onnx.ort_cpu import ort_saturates_int16_pairs as saturates  # measures ORT
     elif int16_pairs is None:
         from hwsim.engines.cpu import cpu_saturates_int16_pairs as saturates
-    pairs = (u8 and w.dtype == np.int8 and not depthwise and engine != "qnnpack"
-             and (saturates() if int16_pairs is None else bool(int16_pairs)))
+    cpu_pairs = saturates() if int16_pairs is None else bool(int16_pairs)
     attrs = dict(node.attrs, engine=engine)
     arrays = dict(node.arrays)
     if engine == "ort":
@@ -161,9 +160,10 @@ def _with_engine(ctx: _Lowering, rec, node: Node, engine: str, int16_pairs: bool
         arrays["rq_scale_f32"] = np.asarray(
             ort_output_scale(x_q.scale, s_w, node.out.scale), dtype=np.float32).reshape(-1)
         attrs["requant"] = dict(node.attrs["requant"], mode="float32")
+        pairs = u8 and w.dtype == np.int8 and not depthwise and cpu_pairs  # ORT: dw is exact
         attrs["accumulator"] = {"bits": 32, "mode": "int16_pairs" if pairs else "wrap"}
-    else:
-        attrs["engine_int16_pairs"] = bool(pairs)
+    else:  # the engine model decides per kernel which pairs saturate on such a CPU
+        attrs["engine_int16_pairs"] = cpu_pairs
         bias = node.arrays.get("bias")
         if bias is not None:  # the float bias the fake-quant model adds
             scale = x_q.scale * node.arrays["weight_scale"]

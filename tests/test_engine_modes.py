@@ -88,16 +88,25 @@ def test_ort_engine_layers_equal_onnx_runtimes_qlinear_conv(qmodel):
     np.testing.assert_array_equal(run["side"], np.clip(want, lo, hi))
 
 
-@pytest.mark.parametrize("engine, pairs", [("qnnpack", True), ("fbgemm", True),
-                                           ("onednn", True), ("fbgemm", False)])
-def test_int16_pairs_apply_where_the_engine_uses_vpmaddubsw(qmodel, engine, pairs):
-    """qnnpack accumulates exactly; fbgemm and onednn saturate u8 x s8 pairs on AVX2 without
-    VNNI, except in depthwise layers (exact kernels); int16_pairs=False models a VNNI CPU."""
-    program = lower(qmodel[0], engine=engine, int16_pairs=pairs)
-    flags = {n.name: n.attrs["engine_int16_pairs"] for n in program.nodes()
-             if n.op in ("conv2d", "linear")}
-    expect = pairs and engine != "qnnpack"
-    assert flags == {"stem.0": expect, "dw.0": False, "pw": expect, "side": expect, "head": expect}
+@pytest.mark.parametrize("engine", ["qnnpack", "onednn", "fbgemm"])
+@pytest.mark.parametrize("pairs", [True, False])
+def test_the_cpus_int16_pairs_reach_the_engine_model(qmodel, engine, pairs):
+    """Every layer carries the CPU's pair saturation (int16_pairs=False models a VNNI CPU); the
+    engine model decides per kernel what saturates (qnnpack: nothing; onednn: not depthwise;
+    fbgemm: adjacent taps of depthwise kernels too), so the depthwise layer's codes equal the
+    engine function's with that flag."""
+    qm, codes = qmodel
+    program = lower(qm, engine=engine, int16_pairs=pairs)
+    assert {n.attrs["engine_int16_pairs"] for n in program.nodes()
+            if n.op in ("conv2d", "linear")} == {pairs}
+    run = execute(program, codes, record=True).tensors
+    a = qm.graph["dw.0"].attrs
+    want = torch_quantized_conv2d(run[program.node("dw.0").inputs[0]], **_model_params(qm, "dw.0"),
+                                  stride=a["stride"], padding=a["padding"][:2],
+                                  dilation=a["dilation"], groups=a["groups"], engine=engine,
+                                  int16_pairs=pairs)
+    lo, hi = program.node("dw.0").attrs["requant"]["clamp"]
+    np.testing.assert_array_equal(run["dw.0"], np.clip(want, lo, hi))
 
 
 @pytest.mark.parametrize("kwargs, needle", [
