@@ -148,6 +148,20 @@ def conv_operands(x, x_zp, w, w_zp, bias, stride, padding, dilation, groups, acc
     return x, xzp, w, wzp, b, st, pd, dl, g, acc, (n, k, oh, ow)
 
 
+def conv_layer_constants(fn: str, w, w_zp, bias, stride, padding, dilation, groups):
+    """Validate the constants of a conv layer prepared once (no input yet): returns
+    (w, groups, in_channels, w_zp (K,), bias (K,), stride, padding, dilation)."""
+    w = int_array(f"{fn}: w", w, 4, "(K, C/groups, R, S)")
+    k, cg, r, s = w.shape
+    g = scalar_int(f"{fn}: groups", groups)
+    if g < 1 or k % g or min(k, r, s) < 1:
+        raise KernelError(f"{fn}: groups must be >= 1 and divide K={k}, and K, R, S >= 1; "
+                          f"got groups={g}, w shape {w.shape}.")
+    return (w, g, g * cg, channel_zero_points(f"{fn}: w_zp", w_zp, k, w.dtype),
+            bias_vector(f"{fn}: bias", bias, k), positive_pair(f"{fn}: stride", stride),
+            padding_quad(f"{fn}: padding", padding), positive_pair(f"{fn}: dilation", dilation))
+
+
 def linear_operands(x, x_zp, w, w_zp, bias, acc):
     """Validate linear operands; return normalized values (see linear_int)."""
     x = int_array("linear: x", x, 2, "(N, in)")

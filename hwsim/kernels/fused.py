@@ -49,19 +49,12 @@ class PreparedConv:
     def __init__(self, fn: str, w, w_zp, bias, stride, padding, dilation, groups,
                  acc: AccumulatorSpec, requant: str, params: dict) -> None:
         self.fn, self.requant, self.params = fn, requant, params
-        self.w = ck.int_array(f"{fn}: w", w, 4, "(K, C/groups, R, S)")
+        (self.w, g, self.in_channels, self.wzp, self.bias, self.stride, self.padding,
+         self.dilation) = ck.conv_layer_constants(fn, w, w_zp, bias, stride, padding, dilation,
+                                                  groups)
         self.acc = ck.accumulator_spec(acc)
-        k, cg, r, s = self.w.shape
-        g = ck.scalar_int(f"{fn}: groups", groups)
-        if g < 1 or k % g or min(k, r, s) < 1:
-            raise KernelError(f"{fn}: groups must be >= 1 and divide K={k}, and K, R, S >= 1; "
-                              f"got groups={g}, w shape {self.w.shape}.")
-        self.groups, self.in_channels = g, g * cg
-        self.wzp = ck.channel_zero_points(f"{fn}: w_zp", w_zp, k, self.w.dtype)
-        self.bias = ck.bias_vector(f"{fn}: bias", bias, k)
-        self.stride = ck.positive_pair(f"{fn}: stride", stride)
-        self.dilation = ck.positive_pair(f"{fn}: dilation", dilation)
-        self.padding = ck.padding_quad(f"{fn}: padding", padding)
+        k, cg = self.w.shape[:2]
+        self.groups = g
         self.wc, self.wsum = _centered_weights(self.w, self.wzp)
         if self.wc.flags.writeable:  # not shared: memoize derived casts for this object's life
             self.wc.flags.writeable = False

@@ -183,19 +183,11 @@ class _PreparedPairs:
     def __init__(self, fn: str, w, w_zp, bias, stride, padding, dilation, groups,
                  acc: Int16PairsAccumulator) -> None:
         self.fn = fn
-        self.w = ck.int_array(f"{fn}: w", w, 4, "(K, C/groups, R, S)")
+        (self.w, self.groups, self.in_channels, self.w_zp, self.bias, self.stride,
+         self.padding, self.dilation) = ck.conv_layer_constants(fn, w, w_zp, bias, stride,
+                                                                padding, dilation, groups)
         _eight_bit(fn, "w", self.w)
         self.acc = _pairs_accumulator(fn, acc)
-        k, cg, _, _ = self.w.shape
-        g = ck.scalar_int(f"{fn}: groups", groups)
-        if g < 1 or k % g:
-            raise KernelError(f"{fn}: groups must be >= 1 and divide K={k}; got {groups!r}.")
-        self.groups, self.in_channels = g, g * cg
-        self.w_zp = ck.channel_zero_points(f"{fn}: w_zp", w_zp, k, self.w.dtype)
-        self.bias = ck.bias_vector(f"{fn}: bias", bias, k)
-        self.stride = ck.positive_pair(f"{fn}: stride", stride)
-        self.dilation = ck.positive_pair(f"{fn}: dilation", dilation)
-        self.padding = ck.padding_quad(f"{fn}: padding", padding)
         self._tables: dict[tuple[int, int], _PairTable] = {}
 
     def table(self, x: np.ndarray) -> _PairTable:
