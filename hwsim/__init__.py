@@ -4,6 +4,7 @@ The core (ir, kernels, executor, arch, workloads, cost) never imports torch: a s
 program runs and is costed with numpy and numba alone. The bridges to `quant` (`hwsim.lower`,
 `hwsim.verify`, `hwsim.flows`) call a QuantizedModel's numpy API; `hwsim.zoo` needs torch.
 """
+import hwsim.ops  # noqa: F401  (registers the built-in IR ops first)
 from hwsim.analysis import accumulator_report
 from hwsim.arch import Accelerator, MemoryLevel, SystolicArray, load_accelerator
 from hwsim.cost import NetworkCost, cost_network

@@ -12,9 +12,9 @@ from typing import Any
 
 from quant.binary_input import BinaryInput
 from quant.errors import CalibrationError, QuantError, UnsupportedOpError
-from quant.formats import (BinaryFormat, BinaryParams, IntFormat, QuantParams, binary_fake_quant,
-                           encode_binary, fit_binary, fit_int_params, fit_params,
-                           register_format)
+from quant.formats import (BinaryFormat, BinaryParams, FormatEntry, IntFormat, QuantParams,
+                           binary_fake_quant, encode_binary, fit_binary, fit_int_params,
+                           fit_params, format_family, register_format, registered_formats)
 from quant.graph import LayerGraph, LayerRecord
 
 # name -> module that defines it; imported (with torch) when the name is first used.
@@ -63,6 +63,7 @@ __all__ = [
     "BinaryInput",
     "BinaryParams",
     "CalibrationError",
+    "FormatEntry",
     "IntFormat",
     "LayerGraph",
     "LayerRecord",
@@ -78,6 +79,8 @@ __all__ = [
     "fit_binary",
     "fit_int_params",
     "fit_params",
+    "format_family",
     "quantize",
     "register_format",
+    "registered_formats",
 ]

@@ -38,8 +38,8 @@ from quant.calibrate import REQUANTIZING_OPS, calibrate
 from quant.capture import capture
 from quant.errors import CalibrationError, QuantError
 from quant.execute import float_params, run_graph
-from quant.formats import BinaryFormat, BinaryParams, IntFormat, QuantParams, fit_params
-from quant.formats.registry import format_entry
+from quant.formats import BinaryParams, IntFormat, QuantParams
+from quant.formats.registry import FormatEntry, format_entry
 from quant.graph import WEIGHTED_OPS, LayerGraph, LayerRecord
 
 DEFAULT_WEIGHT_FORMAT = IntFormat(bits=8, signed=True, symmetric=True, per_channel=True)
@@ -66,7 +66,7 @@ class QuantConfig:
         seed: seed of the calibration reservoirs.
     """
 
-    weight: IntFormat = DEFAULT_WEIGHT_FORMAT
+    weight: Any = DEFAULT_WEIGHT_FORMAT
     activation: IntFormat = DEFAULT_ACTIVATION_FORMAT
     bias_bits: int = 32
     layer_weight: Mapping[str, Any] = field(default_factory=dict)
@@ -116,14 +116,14 @@ class QuantConfig:
 
 
 def _check_weight_format(fmt: Any, where: str) -> None:
-    """A registered format; a binary one fits per output channel (axis 0) or per tensor."""
+    """A registered format that its family accepts for weights."""
     try:
-        format_entry(fmt)
+        entry = format_entry(fmt)
     except QuantError as exc:
         raise QuantError(f"{where} must be a registered number format: {exc}") from None
-    if isinstance(fmt, BinaryFormat) and fmt.axis not in (0, None):
-        raise QuantError(f"{where}: a binary weight format fits per output channel (axis=0) or "
-                         f"per tensor (axis=None); got axis={fmt.axis}")
+    problem = entry.check_weight(fmt)
+    if problem is not None:
+        raise QuantError(f"{where}: {problem}")
 
 def _fq_tensor(t: torch.Tensor, p: QuantParams) -> torch.Tensor:
     """Per-tensor fake quantization in float64, returned as float32 (see module docstring)."""
@@ -177,20 +177,18 @@ class QuantizedModel:
     # ---- construction ----------------------------------------------------------------
     def _quantize_weights(self, rec: LayerRecord) -> None:
         fmt = self.config.weight_format(rec.name)
+        entry = format_entry(fmt)
         try:
-            params = fit_params(rec.weight, fmt)
+            params = entry.fit(rec.weight, fmt)
         except QuantError as exc:
             raise QuantError(f"layer {rec.name!r} ({fmt.describe()} weights): {exc}") from None
-        self._w_params[rec.name] = params
-        if isinstance(params, BinaryParams):
-            self._w_codes[rec.name] = params.b
-            self._b_codes[rec.name] = None
-            return
-        if rec.name in self.config.binary_inputs:
+        if rec.name in self.config.binary_inputs and entry.name != "binary":
             raise QuantError(f"layer {rec.name!r}: an input binarizer needs binary weights; the "
                              f"layer's weight format is {fmt.describe()}")
-        self._w_codes[rec.name] = params.quantize(rec.weight)
-        self._b_codes[rec.name] = None if rec.bias is None else self._bias_codes(rec, params)
+        self._w_params[rec.name] = params
+        self._w_codes[rec.name] = entry.encode(params, rec.weight)
+        has_int_bias = rec.bias is not None and entry.code_scale(params) is not None
+        self._b_codes[rec.name] = self._bias_codes(rec) if has_int_bias else None
 
     def _static_binary_scales(self, real: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Running binarizer scales in input code units: real scales / s_x, float64 (k,)."""
@@ -208,12 +206,14 @@ class QuantizedModel:
         return out
 
     def _bias_scale(self, rec: LayerRecord) -> np.ndarray:
-        """``s_x · s_w`` per output channel, float64 (K,)."""
+        """``s_x · s_w`` per output channel, float64 (K,): s_w the real value of one weight code
+        step (the family's ``code_scale``)."""
         s_x = float(self.act_params(rec.inputs[0]).scale)
-        s_w = np.broadcast_to(self._w_params[rec.name].scale, (rec.weight.shape[0],))
-        return s_x * s_w
+        code_scale = self.weight_entry(rec.name).code_scale(self._w_params[rec.name])
+        return s_x * np.broadcast_to(np.asarray(code_scale, dtype=np.float64),
+                                     (rec.weight.shape[0],))
 
-    def _bias_codes(self, rec: LayerRecord, params: QuantParams) -> np.ndarray:
+    def _bias_codes(self, rec: LayerRecord) -> np.ndarray:
         codes = np.rint(rec.bias.astype(np.float64) / self._bias_scale(rec))
         lim = 2 ** (self.config.bias_bits - 1)
         if np.any(codes < -lim) or np.any(codes > lim - 1):
@@ -223,19 +223,19 @@ class QuantizedModel:
         return codes.astype(np.int64)
 
     def _torch_params(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
+        """Per weighted layer, the fake-quant weight (the family's decoded codes) and bias
+        (integer bias codes times ``s_x s_w``, or the float bias when the family has none)."""
         out = {}
         for name, params in self._w_params.items():
-            if isinstance(params, BinaryParams):
-                bias = self.graph[name].bias
-                out[name] = (torch.from_numpy(params.dequantize().astype(np.float32)),
-                             None if bias is None else torch.from_numpy(bias.astype(np.float32)))
-                continue
-            w = torch.from_numpy(params.dequantize(self._w_codes[name]).astype(np.float32))
-            b_codes = self._b_codes[name]
-            b = None
+            entry = self.weight_entry(name)
+            w_real = entry.decode(params, self._w_codes[name])
+            w = torch.from_numpy(np.asarray(w_real, dtype=np.float64).astype(np.float32))
+            b_codes, bias = self._b_codes[name], self.graph[name].bias
             if b_codes is not None:
                 b_real = b_codes.astype(np.float64) * self._bias_scale(self.graph[name])
                 b = torch.from_numpy(b_real.astype(np.float32))
+            else:
+                b = None if bias is None else torch.from_numpy(bias.astype(np.float32))
             out[name] = (w, b)
         return out
 
@@ -248,15 +248,19 @@ class QuantizedModel:
         return rec
 
     def weight_params(self, name: str) -> Any:
-        """Weight parameters of conv2d / linear ``name``: QuantParams (per channel: scale (K,),
-        axis 0) or, for a binary layer, BinaryParams (``v`` (K, k) or (1, k))."""
+        """Weight parameters of conv2d / linear ``name``, as its format family fitted them
+        (uniform: QuantParams, per channel: scale (K,), axis 0; binary: BinaryParams ``v``
+        (K, k) or (1, k); APoT: APoTParams)."""
         self._weighted(name)
         return self._w_params[name]
 
-    def is_binary(self, name: str) -> bool:
-        """Whether conv2d / linear ``name`` has binary (sign-plane) weights."""
-        self._weighted(name)
-        return isinstance(self._w_params[name], BinaryParams)
+    def weight_entry(self, name: str) -> FormatEntry:
+        """The registered format family of layer ``name``'s weights."""
+        return format_entry(self.weight_format(name))
+
+    def weight_family(self, name: str) -> str:
+        """Family name of layer ``name``'s weight format ("int", "binary", "apot", ...)."""
+        return self.weight_entry(name).name
 
     def binary_input(self, name: str) -> BinaryInput | None:
         """The input binarizer of layer ``name``, or None when it takes integer codes."""
@@ -280,8 +284,9 @@ class QuantizedModel:
         return binarize_codes(centred, binarizer, self._binary_scales.get(name))
 
     def weight_codes(self, name: str) -> np.ndarray:
-        """Integer weight codes, shape of the weight, dtype ``fmt.code_dtype`` (read-only); for
-        a binary layer the sign planes, int8 (k, *weight.shape) in {-1, +1}."""
+        """The integer codes the family encodes the weight to (read-only): uniform and APoT
+        codes have the weight's shape (``fmt.code_dtype``); binary sign planes are int8
+        (k, *weight.shape) in {-1, +1}."""
         self._weighted(name)
         codes = self._w_codes[name].view()
         codes.setflags(write=False)
@@ -289,7 +294,7 @@ class QuantizedModel:
 
     def bias_codes(self, name: str) -> np.ndarray | None:
         """int64 (K,) ``rint(bias / (s_x · s_w[k]))``, s_x the layer input's scale; None if the
-        layer has no bias."""
+        layer has no bias or its family keeps a float bias (binary)."""
         self._weighted(name)
         codes = self._b_codes[name]
         return None if codes is None else codes.copy()

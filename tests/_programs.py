@@ -50,7 +50,7 @@ def random_program(seed: int, *, mode: str = "dyadic", acc_bits: int = 32,
         p.add(Node(name, "conv2d", (src,), (n, cout, oh, ow), out_q,
                    attrs={"stride": [stride, stride], "padding": [pad] * 4, "dilation": [1, 1],
                           "groups": groups, "accumulator": acc, "input_zero_point": src_q.zero_point,
-                          "requant": attrs_rq}, arrays=arrays))
+                          "requant": attrs_rq, "weight_bits": w_bits}, arrays=arrays))
         return out_q, oh, ow
 
     groups = int(rng.choice([1, c]))
@@ -90,7 +90,8 @@ def random_program(seed: int, *, mode: str = "dyadic", acc_bits: int = 32,
     s_w = rng.uniform(0.001, 0.05, 5)
     ra, aa = _requant(rng, mode, q_avg.scale * s_w / q_fc.scale, q_fc, False)
     p.add(Node("fc", "linear", ("flat",), (n, 5), q_fc,
-               attrs={"accumulator": acc, "input_zero_point": q_avg.zero_point, "requant": ra},
+               attrs={"accumulator": acc, "input_zero_point": q_avg.zero_point, "requant": ra,
+                      "weight_bits": 8},
                arrays={"weight": rng.integers(-127, 128, (5, 2 * c1)).astype(np.int8),
                        "weight_zero_point": np.zeros(5, np.int64),
                        "bias": rng.integers(-100, 100, 5).astype(np.int64), **aa}))

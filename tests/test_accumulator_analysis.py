@@ -121,7 +121,8 @@ def _conv_program(rng, *, groups, stride, pad, dilation, x_q, with_bias) -> IntP
                attrs={"stride": [stride] * 2, "padding": [pad] * 4, "dilation": [dilation] * 2,
                       "groups": groups, "accumulator": {"bits": 32, "mode": "wrap"},
                       "input_zero_point": x_q.zero_point,
-                      "requant": {"mode": "float32", "clamp": [0, 255]}}, arrays=arrays))
+                      "requant": {"mode": "float32", "clamp": [0, 255]}, "weight_bits": 8},
+               arrays=arrays))
     return p
 
 

@@ -21,7 +21,7 @@ def small_program(mode: str = "dyadic") -> IntProgram:
     p.add(Node("conv", "conv2d", ("x",), (1, 4, 6, 6), TensorQuant(0.1, 0, 0, 255),
                attrs={"stride": [1, 1], "padding": [1, 1, 1, 1], "dilation": [1, 1], "groups": 1,
                       "accumulator": {"bits": 32, "mode": "wrap"}, "input_zero_point": 3,
-                      "requant": {"mode": mode, "clamp": [0, 255]}},
+                      "requant": {"mode": mode, "clamp": [0, 255]}, "weight_bits": 8},
                arrays={"weight": rng.integers(-127, 128, (4, 3, 3, 3)).astype(np.int8),
                        "weight_zero_point": np.zeros(4, np.int64),
                        "bias": rng.integers(-500, 500, 4).astype(np.int64), **rq}))

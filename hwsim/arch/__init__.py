@@ -3,8 +3,9 @@
 from hwsim.arch.accelerator import OPERANDS, Accelerator, MemoryLevel
 from hwsim.arch.assign import POSITIONS, AssignRule, assign_units
 from hwsim.arch.loader import accelerator_from_dict, load_accelerator
-from hwsim.arch.units import (DATAFLOWS, UNIT_KINDS, ArrayAccesses, ComputeUnit, SystolicArray,
-                              UnitKind, register_unit_kind, unit_kind)
+from hwsim.arch.shift_add import ShiftAdd, terms_per_weight  # registers the "shift_add" kind
+from hwsim.arch.units import (DATAFLOWS, UNIT_KINDS, ArrayAccesses, ComputeUnit, Operands,
+                              SystolicArray, UnitKind, register_unit_kind, unit_kind)
 from hwsim.arch.xnor import XnorPopcount  # registers the "xnor_popcount" kind
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "AssignRule",
     "ComputeUnit",
     "MemoryLevel",
+    "Operands",
+    "ShiftAdd",
     "SystolicArray",
     "UnitKind",
     "XnorPopcount",
@@ -24,5 +27,6 @@ __all__ = [
     "assign_units",
     "load_accelerator",
     "register_unit_kind",
+    "terms_per_weight",
     "unit_kind",
 ]

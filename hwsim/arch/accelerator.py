@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from hwsim.arch.assign import AssignRule, assign_units
-from hwsim.arch.units import ComputeUnit
+from hwsim.arch.units import ComputeUnit, Operands
 from hwsim.errors import ConfigError
 
 OPERANDS = ("ifmap", "filter", "ofmap")
@@ -88,28 +88,29 @@ class Accelerator:
                               f"{list(units)}")
         return units[name]
 
-    def layer_units(self, names: Sequence[str], act_bits: np.ndarray,
-                    weight_bits: np.ndarray) -> np.ndarray:
+    def layer_units(self, names: Sequence[str], ops: Operands) -> np.ndarray:
         """Name of the unit that runs each layer (object array of str) by the config's rules.
 
-        Raises `ConfigError` naming every layer whose operand widths its unit cannot run.
+        `ops` gives each layer's operand widths and weight / activation format families. Raises
+        `ConfigError` naming, per offending layer, the file, the unit's config section, the
+        layer, its formats and widths, and what the unit supports.
         """
-        act = np.asarray(act_bits, dtype=np.int64)
-        wgt = np.asarray(weight_bits, dtype=np.int64)
-        chosen = assign_units(self.rules, self.default_unit, names, act, wgt)
+        chosen = assign_units(self.rules, self.default_unit, names, ops)
         problems = []
         for name, unit in self.units.items():
             where = f"units.{name}" if self.other_units else "compute"
             rows = np.flatnonzero(chosen == name)
-            bad = rows[~unit.supports(act[rows], wgt[rows])]
+            bad = rows[~unit.supports(ops.take(rows))]
             seen: set[str] = set()
             for i in bad:
                 if names[i] in seen:
                     continue
                 seen.add(names[i])
-                problems.append(f"{self.source}: {where}: layer {names[i]!r} (act_bits={act[i]}, "
-                                f"weight_bits={wgt[i]}) runs on unit {name!r} ({unit.kind}), "
-                                f"which supports {unit.support_text()}")
+                problems.append(
+                    f"{self.source}: {where}: layer {names[i]!r} (act_bits={ops.act_bits[i]}, "
+                    f"weight_bits={ops.weight_bits[i]}) with {str(ops.weight_format[i])!r} "
+                    f"weights and {str(ops.act_format[i])!r} activations runs on unit {name!r} "
+                    f"({unit.kind}), which supports {unit.support_text()}")
         if problems:
             hint = "the 'assign' rules" if self.other_units else "the compute unit"
             raise ConfigError(f"{len(problems)} layer(s) cannot run on their compute unit; "

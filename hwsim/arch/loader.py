@@ -3,8 +3,8 @@
 Only data that passed validation reaches the builders, and validation reports every problem of
 a file in one `ConfigError`, each line naming the file and the field path.
 
-YAML schema (see hw_configs/int8_systolic.yaml and hetero_int8_xnor.yaml for commented
-examples)::
+YAML schema (see hw_configs/int8_systolic.yaml, hetero_int8_xnor.yaml and hetero_int8_apot.yaml
+for commented examples)::
 
     name: str                      # optional 'description: str'
     clock_mhz: number > 0
@@ -15,13 +15,17 @@ examples)::
                                    # common fields: see UnitKind.common_fields)
       <kind fields>                # systolic: rows, cols: int > 0; dataflow: os | ws | is
                                    # xnor_popcount: see hwsim/arch/xnor.py
+                                   # shift_add: see hwsim/arch/shift_add.py
     units:                         # ... or several (instead of 'compute')
       <unit name>: {kind: ..., <fields as under compute>}
     assign:                        # required with more than one unit (hwsim/arch/assign.py)
       default: <unit name>
       rules:                       # first match wins; matchers are ANDed, all optional
         - {unit: <unit name>, layers: [<glob>, ...], position: first | last,
-           act_bits: int, weight_bits: int}
+           act_bits: int, weight_bits: int,
+           format: <family>, act_format: <family>}   # weight / activation number-format
+                                   # family, one registered in quant.formats ("int", "binary",
+                                   # "apot", ...)
     memory:
       dram:   {bandwidth_bytes_per_cycle, access_bits, read_energy_pj, write_energy_pj}
       buffers:
@@ -30,6 +34,9 @@ examples)::
 
 Energies are pJ per access of `access_bits` bits. Every operand must be held by exactly one
 buffer.
+
+Format names in rules are checked against ``quant.formats.registered_formats()``; ``quant.formats``
+is torch-free and is imported only when a rule names a format.
 """
 
 from __future__ import annotations
@@ -43,8 +50,9 @@ from hwsim.arch.accelerator import OPERANDS, Accelerator, MemoryLevel
 from hwsim.arch.assign import POSITIONS, AssignRule
 from hwsim.arch.overrides import apply_overrides
 from hwsim.arch.scalesim_cfg import cfg_to_raw
-from hwsim.arch.schema import (check_section, join_path, list_of, list_of_patterns,
-                               non_negative_number, one_of, positive_int, positive_number, text)
+from hwsim.arch.schema import (Field, check_section, format_name, join_path, list_of,
+                               list_of_patterns, non_negative_number, one_of, positive_int,
+                               positive_number, text)
 from hwsim.arch.units import COMMON_UNIT_FIELDS, UNIT_KINDS
 from hwsim.errors import ConfigError
 
@@ -126,9 +134,25 @@ def _validate_units(raw: dict[str, Any], errors: list[str]) -> tuple[dict[str, d
         rule_fields = (one_of("unit", names), list_of_patterns("layers", required=False),
                        one_of("position", POSITIONS, required=False),
                        positive_int("act_bits", required=False),
-                       positive_int("weight_bits", required=False))
+                       positive_int("weight_bits", required=False),
+                       *_format_fields(rule_raw))
         rules.append(check_section(rule_raw, rule_fields, f"assign.rules[{i}]", errors))
     return units, {"default": assign.get("default"), "rules": rules}
+
+
+FORMAT_KEYS = ("format", "act_format")
+
+
+def _format_fields(rule_raw: Any) -> tuple[Field, ...]:
+    """The optional format matchers of a rule. The known families come from quant.formats,
+    imported (torch-free) only when the rule names a format."""
+    if not (isinstance(rule_raw, dict) and any(rule_raw.get(k) is not None for k in FORMAT_KEYS)):
+        return tuple(Field(k, "a registered number format", lambda v: True, required=False)
+                     for k in FORMAT_KEYS)
+    from quant.formats import registered_formats
+
+    known = registered_formats()
+    return tuple(format_name(k, known, required=False) for k in FORMAT_KEYS)
 
 
 def _validate(raw: Any, errors: list[str]) -> dict[str, Any]:
@@ -180,7 +204,8 @@ def _build(values: dict[str, Any], source: str) -> Accelerator:
     default = assignment["default"] if assignment else ""
     rules = tuple(AssignRule(unit=r["unit"], layers=tuple(r["layers"] or ()),
                              position=r["position"], act_bits=r["act_bits"],
-                             weight_bits=r["weight_bits"])
+                             weight_bits=r["weight_bits"], format=r["format"],
+                             act_format=r["act_format"])
                   for r in (assignment["rules"] if assignment else []))
     d = values["dram"]
     dram = MemoryLevel(name="dram", size_bytes=None,

@@ -52,6 +52,13 @@ def one_of(name: str, choices: Sequence[str], **kw: Any) -> Field:
     return Field(name, f"one of {list(allowed)}", lambda v: v in allowed, **kw)
 
 
+def format_name(name: str, known: Sequence[str], **kw: Any) -> Field:
+    """A number-format family name from `known` (the families registered in quant.formats)."""
+    allowed = tuple(known)
+    return Field(name, f"a registered number format, one of {list(allowed)}",
+                 lambda v: isinstance(v, str) and v in allowed, **kw)
+
+
 def list_of(name: str, choices: Sequence[str], **kw: Any) -> Field:
     allowed = tuple(choices)
 

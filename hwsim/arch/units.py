@@ -1,20 +1,27 @@
 """Compute units: one registry entry per kind (schema + builder), one frozen dataclass per kind.
 
-A unit turns GEMM shapes into cycle counts and operand-read counts; the cost model calls
-`compute_cycles`, `array_accesses` and `bit_passes` (and the hooks with defaults below:
-`supports`, `action_counts`, `action_energies_pj`, `array_operand_bits`, `output_passes`) and
-knows nothing else about the unit. Adding a kind ("shift_add", "bit_fusion", "bit_serial", ...)
-means writing its dataclass with those methods and calling `register_unit_kind` once; nothing
-else changes (see hwsim/arch/xnor.py for a kind that overrides the hooks).
+A unit turns GEMM shapes and operand descriptions into cycle counts and operand-read counts; the
+cost model calls `compute_cycles`, `array_accesses` and `bit_passes` (and the hooks with defaults
+below: `supports`, `action_counts`, `action_energies_pj`, `array_operand_bits`, `output_passes`)
+and knows nothing else about the unit. Adding a kind ("bit_fusion", "bit_serial", ...) means
+writing its dataclass with those methods and calling `register_unit_kind` once; nothing else
+changes (see hwsim/arch/xnor.py and hwsim/arch/shift_add.py for kinds that override the hooks).
 
-GEMM view of one conv group (arrays over layers, int64): ``sr`` = output pixels x batch, ``sc`` =
-filters per group, ``t`` = kernel_h x kernel_w x in_channels per group.
+Hook arguments, arrays over layers: the GEMM view of one conv group (int64) -- ``sr`` = output
+pixels x batch, ``sc`` = filters per group, ``t`` = kernel_h x kernel_w x in_channels per group --
+and, for hooks whose answer depends on the operands, ``ops`` (an `Operands`: each layer's
+act_bits, weight_bits and the number-format families of its weights and activations). Geometry
+comes first, ``ops`` last.
+
+A kind declares the weight / activation format families it runs in the class attributes
+`weight_formats` / `act_formats` (``None``: any family); `supports` checks them (and any width
+limits of the kind), so `Accelerator.layer_units` can refuse a layer its unit cannot run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
@@ -41,6 +48,51 @@ class ArrayAccesses:
 
 
 @dataclass(frozen=True)
+class Operands:
+    """Per layer: operand widths (int64) and number-format families (numpy str arrays).
+
+    Format families are the names registered in ``quant.formats`` ("int", "binary", "apot",
+    ...); the core only compares them as strings. Build one with `Operands.of` (broadcasts
+    scalars) or take it from a table (``hwsim.cost.LayerTable.operands``).
+    """
+
+    act_bits: np.ndarray
+    weight_bits: np.ndarray
+    weight_format: np.ndarray
+    act_format: np.ndarray
+
+    @classmethod
+    def of(cls, act_bits: Any, weight_bits: Any, weight_format: str | Sequence[str] = "int",
+           act_format: str | Sequence[str] = "int") -> "Operands":
+        """Columns broadcast to one common length (at least 1)."""
+        act = np.atleast_1d(np.asarray(act_bits, dtype=np.int64))
+        wgt = np.atleast_1d(np.asarray(weight_bits, dtype=np.int64))
+        wf = np.atleast_1d(np.asarray(weight_format, dtype=str))
+        af = np.atleast_1d(np.asarray(act_format, dtype=str))
+        n = np.broadcast_shapes(act.shape, wgt.shape, wf.shape, af.shape)
+        return cls(*(np.broadcast_to(a, n).copy() for a in (act, wgt, wf, af)))
+
+    def __len__(self) -> int:
+        return len(self.act_bits)
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> "Operands":
+        """Rows `rows` of every column."""
+        idx = np.asarray(rows, dtype=np.int64)
+        return Operands(self.act_bits[idx], self.weight_bits[idx], self.weight_format[idx],
+                        self.act_format[idx])
+
+
+def _families_mask(formats: np.ndarray, allowed: tuple[str, ...] | None) -> np.ndarray:
+    if allowed is None:
+        return np.ones(np.shape(formats), dtype=bool)
+    return np.isin(formats, np.asarray(allowed, dtype=str))
+
+
+def _families_text(what: str, allowed: tuple[str, ...] | None) -> str:
+    return f"any {what} format" if allowed is None else f"{what} formats {list(allowed)}"
+
+
+@dataclass(frozen=True)
 class ComputeUnit:
     """Fields common to every unit kind. Energies in pJ per MAC action at the unit's widths.
 
@@ -54,26 +106,42 @@ class ComputeUnit:
     acc_bits: int
     mac_energy_pj: float = 0.0
 
+    #: weight / activation format families the kind runs (None: any); see `supports`.
+    weight_formats: ClassVar[tuple[str, ...] | None] = None
+    act_formats: ClassVar[tuple[str, ...] | None] = None
+
     @property
     def pe_count(self) -> int:  # pragma: no cover - every kind overrides
         raise NotImplementedError
 
-    def bit_passes(self, act_bits: np.ndarray, weight_bits: np.ndarray) -> np.ndarray:
+    def bit_passes(self, ops: Operands) -> np.ndarray:
         """Runs needed per layer: operands wider than the datapath are bit-sliced into passes."""
-        a = -(-np.asarray(act_bits, dtype=np.int64) // self.act_bits)
-        w = -(-np.asarray(weight_bits, dtype=np.int64) // self.weight_bits)
+        a = -(-np.asarray(ops.act_bits, dtype=np.int64) // self.act_bits)
+        w = -(-np.asarray(ops.weight_bits, dtype=np.int64) // self.weight_bits)
         return a * w
 
-    def supports(self, act_bits: np.ndarray, weight_bits: np.ndarray) -> np.ndarray:
-        """Per layer, True where the unit can run these operand widths (default: any width)."""
-        return np.ones(np.shape(act_bits), dtype=bool)
+    def formats_supported(self, ops: Operands) -> np.ndarray:
+        """Per layer, True where the weight and activation format families are ones the kind
+        declares (`weight_formats`, `act_formats`)."""
+        return (_families_mask(ops.weight_format, self.weight_formats)
+                & _families_mask(ops.act_format, self.act_formats))
+
+    def formats_text(self) -> str:
+        """The declared format families, for error messages."""
+        return (f"{_families_text('weight', self.weight_formats)} and "
+                f"{_families_text('activation', self.act_formats)}")
+
+    def supports(self, ops: Operands) -> np.ndarray:
+        """Per layer, True where the unit can run the layer: by default, its declared format
+        families at any widths (wider operands are bit-sliced into passes)."""
+        return self.formats_supported(ops)
 
     def support_text(self) -> str:
         """What `supports` accepts, for error messages."""
-        return "any act_bits and weight_bits"
+        return f"{self.formats_text()}, any act_bits and weight_bits"
 
     def action_counts(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray, groups: np.ndarray,
-                      passes: np.ndarray) -> dict[str, np.ndarray]:
+                      passes: np.ndarray, ops: Operands) -> dict[str, np.ndarray]:
         """Compute actions per layer (int64), keyed like `action_energies_pj`: one MAC per
         multiply-accumulate per bit pass."""
         return {"mac": groups * sr * sc * t * passes}
@@ -82,10 +150,10 @@ class ComputeUnit:
         """pJ per compute action, same keys as `action_counts`."""
         return {"mac": self.mac_energy_pj}
 
-    def array_operand_bits(self, act_bits: np.ndarray,
-                           weight_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Bits per ifmap / filter element read by the array in one pass (default: full width)."""
-        return act_bits, weight_bits
+    def array_operand_bits(self, ops: Operands) -> tuple[np.ndarray, np.ndarray]:
+        """Bits per ifmap / filter element read by the array in one pass (default: the layer's
+        full widths, i.e. the stored code widths)."""
+        return ops.act_bits, ops.weight_bits
 
     def output_passes(self, passes: np.ndarray) -> np.ndarray:
         """How many times each output (or partial sum) is written out of the array: once per
@@ -99,7 +167,11 @@ def _ceil_div(a: np.ndarray, b: int | np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SystolicArray(ComputeUnit):
-    """A `rows` x `cols` integer MAC array with a SCALE-Sim dataflow ("os", "ws" or "is")."""
+    """A `rows` x `cols` integer MAC array with a SCALE-Sim dataflow ("os", "ws" or "is").
+
+    Runs every format family: weights reach the array decoded to integers and are priced at the
+    layer's `weight_bits` (bit-sliced into passes when wider than the datapath).
+    """
 
     rows: int = 1
     cols: int = 1
@@ -109,8 +181,12 @@ class SystolicArray(ComputeUnit):
     def pe_count(self) -> int:
         return self.rows * self.cols
 
-    def compute_cycles(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """SCALE-Sim v3 compute cycles of one GEMM per layer (ALGORITHMS.md §7), int64."""
+    def compute_cycles(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray,
+                       ops: Operands) -> np.ndarray:
+        """Compute cycles of one GEMM (one group, one pass) per layer, int64: SCALE-Sim's fold
+        model (Samajdar et al., "A Systematic Methodology for Characterizing Scalability of DNN
+        Accelerators using SCALE-Sim", ISPASS 2020, Sec. IV) with the per-fold cycle counts of
+        SCALE-Sim v3's compute modules. Independent of the operands (`ops` unused)."""
         r, c = self.rows, self.cols
         if self.dataflow == "os":
             return _ceil_div(sr, r) * _ceil_div(sc, c) * (t + r + c - 2) - 1

@@ -1,4 +1,6 @@
-"""The ``xnor_popcount`` unit: a FINN-style binary matrix-vector engine (ALGORITHMS.md §7).
+"""The ``xnor_popcount`` unit: a FINN-style binary matrix-vector engine (Umuroglu et al., "FINN:
+A Framework for Fast, Scalable Binarized Neural Network Inference", FPGA 2017: the
+matrix-vector-threshold unit of P processing elements x S SIMD lanes and its folding).
 
 `pe` rows each own a slice of the output channels; `simd` lanes per PE XNOR one bit of the input
 vector with one weight bit per cycle, a popcount tree (`popcount_bits` wide) counts the matches,
@@ -13,7 +15,11 @@ Folding, per conv group (the cost model multiplies by groups and passes)::
 Groups run back to back, each as its own matrix-vector problem, so a depthwise conv (MH = 1)
 uses one PE row of `pe` (FINN's separate vector-vector unit is not modelled).
 
-Multi-bit binary formats (sums of k binary planes, ALGORITHMS.md §3) run as k_a * k_w binary
+Formats: weights must be of the "binary" family (sums of k scaled sign planes, e.g. the least-
+squares formats of Pouransari et al., "Least Squares Binary Quantization of Neural Networks",
+CVPR Workshops 2020); activations may be "binary" (binarized into k_a planes) or "int" (their
+k_a code bits streamed as bit planes). A uniform "int" weight is not a sum of +-1 planes (a 1-bit
+signed int is {-1, 0}), so int weights are refused. Multi-plane formats run as k_a * k_w binary
 products: `act_bits`/`weight_bits` in the config are the most planes the unit accepts, a layer's
 ``act_bits``/``weight_bits`` are its plane counts, and ``passes = k_a * k_w``. Each pass streams
 one bit per operand element from the buffers; plane results are combined in the PE accumulator,
@@ -27,12 +33,12 @@ work, i.e. per output per pass per SIMD fold. Idle lanes are assumed clock-gated
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from hwsim.arch.schema import non_negative_number, positive_int
-from hwsim.arch.units import (ArrayAccesses, ComputeUnit, UnitKind, _ceil_div,
+from hwsim.arch.units import (ArrayAccesses, ComputeUnit, Operands, UnitKind, _ceil_div,
                               register_unit_kind)
 
 
@@ -47,11 +53,15 @@ class XnorPopcount(ComputeUnit):
     popcount_energy_pj_per_bit: float = 0.0
     accumulate_energy_pj: float = 0.0
 
+    weight_formats: ClassVar[tuple[str, ...] | None] = ("binary",)
+    act_formats: ClassVar[tuple[str, ...] | None] = ("binary", "int")
+
     @property
     def pe_count(self) -> int:
         return self.pe * self.simd
 
-    def compute_cycles(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray) -> np.ndarray:
+    def compute_cycles(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray,
+                       ops: Operands) -> np.ndarray:
         """FINN folding per group and pass: ``sr * ceil(t / simd) * ceil(sc / pe)`` (int64)."""
         return sr * _ceil_div(t, self.simd) * _ceil_div(sc, self.pe)
 
@@ -63,19 +73,21 @@ class XnorPopcount(ComputeUnit):
                              ofmap_writes=sr * sc, psum_reads=zero, psum_tile_elems=zero,
                              outputs_are_partial=False)
 
-    def bit_passes(self, act_bits: np.ndarray, weight_bits: np.ndarray) -> np.ndarray:
+    def bit_passes(self, ops: Operands) -> np.ndarray:
         """k_a * k_w binary planes per layer."""
-        return np.asarray(act_bits, dtype=np.int64) * np.asarray(weight_bits, dtype=np.int64)
+        return (np.asarray(ops.act_bits, dtype=np.int64)
+                * np.asarray(ops.weight_bits, dtype=np.int64))
 
-    def supports(self, act_bits: np.ndarray, weight_bits: np.ndarray) -> np.ndarray:
-        return (np.asarray(act_bits) <= self.act_bits) & (np.asarray(weight_bits) <= self.weight_bits)
+    def supports(self, ops: Operands) -> np.ndarray:
+        return (self.formats_supported(ops) & (np.asarray(ops.act_bits) <= self.act_bits)
+                & (np.asarray(ops.weight_bits) <= self.weight_bits))
 
     def support_text(self) -> str:
-        return (f"binary formats with act_bits (planes) <= {self.act_bits} and weight_bits "
-                f"(planes) <= {self.weight_bits}")
+        return (f"{self.formats_text()} with act_bits (planes) <= {self.act_bits} and "
+                f"weight_bits (planes) <= {self.weight_bits}")
 
     def action_counts(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray, groups: np.ndarray,
-                      passes: np.ndarray) -> dict[str, np.ndarray]:
+                      passes: np.ndarray, ops: Operands) -> dict[str, np.ndarray]:
         products = groups * sr * sc * t * passes
         return {"xnor": products, "popcount_bit": products,
                 "accumulate": groups * sr * sc * _ceil_div(t, self.simd) * passes}
@@ -84,9 +96,8 @@ class XnorPopcount(ComputeUnit):
         return {"xnor": self.xnor_energy_pj, "popcount_bit": self.popcount_energy_pj_per_bit,
                 "accumulate": self.accumulate_energy_pj}
 
-    def array_operand_bits(self, act_bits: np.ndarray,
-                           weight_bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        one = np.ones_like(np.asarray(act_bits, dtype=np.int64))
+    def array_operand_bits(self, ops: Operands) -> tuple[np.ndarray, np.ndarray]:
+        one = np.ones_like(np.asarray(ops.act_bits, dtype=np.int64))
         return one, one
 
     def output_passes(self, passes: np.ndarray) -> np.ndarray:

@@ -1,7 +1,8 @@
 """Energy = action counts x per-action energies. Counts and the energy table are kept apart.
 
 Actions: the compute unit's actions (a MAC array: one ``mac`` per multiply-accumulate per bit
-pass; an XNOR unit: ``xnor``, ``popcount_bit``, ``accumulate``); one read (write) access per
+pass; an XNOR unit: ``xnor``, ``popcount_bit``, ``accumulate``; a shift-add unit: ``shift``,
+``add``, ``accumulate``); one read (write) access per
 `access_bits` bits moved at a memory level, ``ceil(8 * bytes / access_bits)`` per layer.
 """
 

@@ -2,17 +2,19 @@
 
 Building the table is the only per-layer Python loop; everything after it is numpy over layers.
 The allocator can price many (layer, option) pairs by building one table and re-pricing it with
-`with_bits` / `take` instead of creating `LayerShape` objects.
+`with_bits` / `with_formats` / `take` instead of creating `LayerShape` objects.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from functools import cached_property
 from operator import attrgetter
 from typing import Sequence
 
 import numpy as np
 
+from hwsim.arch.units import Operands
 from hwsim.errors import WorkloadError
 from hwsim.workloads.layer import LayerShape, check_convention
 
@@ -35,10 +37,13 @@ class LayerTable:
 
     Derived GEMM view per conv group: ``sr`` = out_h * out_w * batch (output pixels),
     ``sc`` = out_channels / groups (filters), ``t`` = kernel_h * kernel_w * in_channels / groups.
+    `weight_format` / `act_format` are the number-format family names per row, like `names`.
     """
 
     names: tuple[str, ...]
     kinds: tuple[str, ...]
+    weight_format: tuple[str, ...]
+    act_format: tuple[str, ...]
     convention: str
     in_h: np.ndarray
     in_w: np.ndarray
@@ -79,10 +84,19 @@ class LayerTable:
             raise WorkloadError(f"layers {names}: output size is not positive under the "
                                 f"{convention!r} convention (kernel larger than the input)")
         return cls(names=tuple(l.name for l in layers), kinds=tuple(l.kind for l in layers),
+                   weight_format=tuple(l.weight_format for l in layers),
+                   act_format=tuple(l.act_format for l in layers),
                    convention=convention, out_h=out_h, out_w=out_w, **cols)
 
     def __len__(self) -> int:
         return len(self.names)
+
+    @cached_property
+    def operands(self) -> Operands:
+        """Widths and format families per row, as the compute units' hooks take them."""
+        return Operands(act_bits=self.act_bits, weight_bits=self.weight_bits,
+                        weight_format=np.asarray(self.weight_format, dtype=str),
+                        act_format=np.asarray(self.act_format, dtype=str))
 
     # GEMM view (one group) ---------------------------------------------------------------------
     @property
@@ -125,10 +139,28 @@ class LayerTable:
             raise WorkloadError("with_bits: act_bits and weight_bits must be positive integers")
         return replace(self, act_bits=act, weight_bits=wgt)
 
+    def with_formats(self, weight_format: str | Sequence[str],
+                     act_format: str | Sequence[str] | None = None) -> "LayerTable":
+        """The same layers with other format families (a name for every row, or one per row);
+        `act_format` None keeps the activation formats. Widths are unchanged: combine with
+        `with_bits` to re-price a (format, width) option."""
+        return replace(self, weight_format=self._format_column("weight_format", weight_format),
+                       act_format=self.act_format if act_format is None
+                       else self._format_column("act_format", act_format))
+
+    def _format_column(self, field: str, value: str | Sequence[str]) -> tuple[str, ...]:
+        n = len(self)
+        column = (value,) * n if isinstance(value, str) else tuple(value)
+        if len(column) != n or not all(isinstance(v, str) and v.strip() for v in column):
+            raise WorkloadError(f"with_formats: {field} must be a non-empty format family name "
+                                f"or one per layer ({n}), got {value!r}")
+        return column
+
     def take(self, indices: Sequence[int] | np.ndarray) -> "LayerTable":
         """Rows `indices` (repeats allowed), e.g. ``take(np.repeat(np.arange(n), k))``."""
         idx = np.asarray(indices, dtype=np.int64)
         arrays = {f.name: getattr(self, f.name)[idx] for f in fields(self)
                   if isinstance(getattr(self, f.name), np.ndarray)}
-        return replace(self, names=tuple(self.names[i] for i in idx),
-                       kinds=tuple(self.kinds[i] for i in idx), **arrays)
+        rows = {name: tuple(getattr(self, name)[i] for i in idx)
+                for name in ("names", "kinds", "weight_format", "act_format")}
+        return replace(self, **rows, **arrays)

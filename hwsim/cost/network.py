@@ -1,8 +1,10 @@
 """`cost_network`: per-layer and total latency, traffic, energy and utilization of a workload.
 
 Timing model: compute cycles come from the layer's compute unit (for a systolic array, SCALE-Sim
-v3's CALC-mode formulas; for an XNOR unit, FINN folding), times groups (each group of a grouped/depthwise conv is its own GEMM, run
-back to back) and bit passes (operands wider than the datapath are bit-sliced). Memory transfers
+v3's CALC-mode formulas; for an XNOR unit, FINN folding; for a shift-add unit, lane folding times
+cycles per product, see hwsim/arch/shift_add.py), times groups (each group of a grouped/depthwise
+conv is its own GEMM, run back to back) and bit passes (operands wider than the datapath are
+bit-sliced). Memory transfers
 are double-buffered and overlap compute perfectly, so a layer takes
 ``max(compute_cycles, ceil(max over levels of transfer cycles))``; the excess over compute is
 ``stall_cycles``. Layers run one after another.
@@ -29,13 +31,14 @@ def _unit_columns(accel: Accelerator, unit: ComputeUnit, table: LayerTable) -> d
     traffic = memory_traffic(accel, table, unit)
     passes = traffic.passes
     macs = table.macs
-    compute = table.groups * passes * unit.compute_cycles(table.sr, table.sc, table.t)
+    ops = table.operands
+    compute = table.groups * passes * unit.compute_cycles(table.sr, table.sc, table.t, ops)
     moving = transfer_cycles(accel, traffic)
     bound = np.ceil(np.max(np.stack(list(moving.values())), axis=0)).astype(np.int64)
     total = np.maximum(compute, bound)
 
     energies = EnergyTable.for_accelerator(accel, unit)
-    actions = unit.action_counts(table.sr, table.sc, table.t, table.groups, passes)
+    actions = unit.action_counts(table.sr, table.sc, table.t, table.groups, passes, ops)
     counts: dict[str, np.ndarray] = dict(actions)
     for level in accel.levels:
         counts[f"{level.name}_read"] = accesses(traffic.reads[level.name], level.access_bits)
@@ -70,7 +73,7 @@ def _unit_columns(accel: Accelerator, unit: ComputeUnit, table: LayerTable) -> d
 
 def _columns(accel: Accelerator, table: LayerTable) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Cost columns and the unit name per layer; layers are priced on their assigned unit."""
-    chosen = accel.layer_units(table.names, table.act_bits, table.weight_bits)
+    chosen = accel.layer_units(table.names, table.operands)
     used = [name for name in accel.units if (chosen == name).any()]
     if len(used) == 1:
         return _unit_columns(accel, accel.unit(used[0]), table), chosen
@@ -102,7 +105,8 @@ def cost_table(accel: Accelerator, table: LayerTable) -> dict[str, np.ndarray]:
     (`Accelerator.layer_units`; raises `ConfigError` for a layer its unit cannot run).
     Columns: macs, ``<action>_actions`` per compute action of the units used (``mac_actions``
     for a MAC array; ``xnor_actions``, ``popcount_bit_actions``, ``accumulate_actions`` for an
-    XNOR unit; 0 on layers of other units), passes, compute_cycles, stall_cycles, total_cycles,
+    XNOR unit; ``shift_actions``, ``add_actions``, ``accumulate_actions`` for a shift-add unit;
+    0 on layers of other units; two kinds' actions of the same name share a column), passes, compute_cycles, stall_cycles, total_cycles,
     latency_s, ``<level>_read_bytes``/``_write_bytes``/``_read_accesses``/``_write_accesses``
     per level, energy_compute_pj, ``energy_<level>_pj``, energy_total_pj, utilization.
     """
@@ -115,7 +119,8 @@ class NetworkCost:
 
     Units: cycles at the accelerator clock, seconds, bytes, pJ. `utilization` is total MACs over
     the sum of each layer's compute cycles x the PEs of the unit that ran it. `per_layer`'s
-    ``unit`` column names that unit (a single-unit config: its kind).
+    ``weight_format`` / ``act_format`` columns give each layer's number-format families and its
+    ``unit`` column names the unit that ran it (a single-unit config: its kind).
     """
 
     accelerator: str
@@ -150,8 +155,9 @@ def cost_network(accel: Accelerator, layers: Sequence[LayerShape], *,
     "scalesim" takes the input as already padded)."""
     table = LayerTable.from_layers(layers, convention)
     cols, chosen = _columns(accel, table)
-    frame = pd.DataFrame({"name": list(table.names), "kind": list(table.kinds), **cols,
-                          "unit": list(chosen)})
+    frame = pd.DataFrame({"name": list(table.names), "kind": list(table.kinds),
+                          "weight_format": list(table.weight_format),
+                          "act_format": list(table.act_format), **cols, "unit": list(chosen)})
     units = accel.units
     pes = np.array([units[name].pe_count for name in chosen], dtype=np.int64)
     pe_cycles = int((np.maximum(cols["compute_cycles"], 1) * pes).sum())

@@ -3,8 +3,9 @@
 Model (documented here, tested in tests/test_cost_traffic.py):
 
 DRAM <-> buffers (one fetch per tile):
-  Operand sizes are ``ceil(elements * bits / 8)``; the input is unpadded (padding is made on chip),
-  outputs leave at ``act_bits``. Each operand may use its buffer's capacity (a buffer holding n
+  Operand sizes are ``ceil(elements * bits / 8)`` at the layer's code widths (`act_bits`,
+  `weight_bits`: a 4-bit APoT or binary-plane weight moves as 4 bits, whatever its decoded
+  value); the input is unpadded (padding is made on chip), outputs leave at ``act_bits``. Each operand may use its buffer's capacity (a buffer holding n
   operands gives each 1/n). If ifmap or filters fit, both are read from DRAM once. Otherwise the
   cheaper of two loop orders is taken: keep filter chunks resident and re-stream the ifmap once
   per chunk (``W + ceil(W/cap_filter) * I``), or keep ifmap chunks resident and re-stream the
@@ -15,7 +16,8 @@ DRAM <-> buffers (one fetch per tile):
 
 Buffers <-> array: the compute unit's `array_accesses` (element counts of one group's GEMM),
   times groups and bit passes; ifmap and filters at the unit's `array_operand_bits` per pass
-  (a MAC array: `act_bits` and `weight_bits`; an XNOR unit: 1 bit per plane), partial sums and
+  (a MAC array or shift-add unit: `act_bits` and `weight_bits`; an XNOR unit: 1 bit per plane),
+  partial sums and
   outputs at `acc_bits` times the unit's `output_passes` (requantization happens on the way out
   to DRAM). Each buffer is also written by its DRAM fills and read by its DRAM drains.
 """
@@ -68,11 +70,12 @@ def memory_traffic(accel: Accelerator, table: LayerTable,
 
     sr, sc, t, groups = table.sr, table.sc, table.t, table.groups
     acc = unit.array_accesses(sr, sc, t)
-    passes = unit.bit_passes(table.act_bits, table.weight_bits)
+    ops = table.operands
+    passes = unit.bit_passes(ops)
     reps = groups * passes
     out_reps = groups * unit.output_passes(passes)
     acc_bits = unit.acc_bits
-    ifmap_bits, filter_bits = unit.array_operand_bits(table.act_bits, table.weight_bits)
+    ifmap_bits, filter_bits = unit.array_operand_bits(ops)
     array_ifmap = bits_to_bytes(reps * acc.ifmap_reads, ifmap_bits)
     array_filter = bits_to_bytes(reps * acc.filter_reads, filter_bits)
     array_out_writes = bits_to_bytes(out_reps * acc.ofmap_writes, acc_bits)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.engines.errors import EngineError
-
-ENGINES = ("qnnpack", "onednn", "fbgemm")
+from hwsim.engines.table import PYTORCH_ENGINES as ENGINES
 
 QUINT8_RANGE = (0, 255)
 QINT8_RANGE = (-128, 127)

@@ -1,80 +1,114 @@
-"""The integer program's operations: one table says what each op needs.
+"""The registry of integer-program ops: one ``OpDef`` per op holds everything about it.
 
-The verifier (`check.py`) and the executor (`hwsim.executor`) both read this table, so adding an
-op means adding one entry here and one handler in the executor.
+An entry says what a node of the op carries (every attr and array, required or optional), the
+op's own checks, how it executes (fast kernels and the int64 reference, which must agree
+exactly), the layer shape the cost model prices for it, and whether it accumulates or
+requantizes. The verifier (``hwsim.ir.check``), the executor and the cost bridge
+(``hwsim.workloads.program_workload``) read only this table; the built-in ops register
+themselves from ``hwsim.ops``. A new op is one ``register_op`` call in a module of its own.
 
-Requantizing ops carry `attrs["requant"]` = {"mode": "dyadic" | "float32", "clamp": [lo, hi]}
-and, per mode, arrays `rq_multiplier` + `rq_shift` (dyadic: real multiplier = m * 2^-shift,
-int64, one per output channel or one per input for add/concat) or `rq_scale_f32` (float32).
+Requantizing ops carry ``attrs["requant"]`` (``hwsim.ir.specs.RequantSpec``) and its constant
+arrays: ``rq_multiplier`` + ``rq_shift`` (dyadic, int64, one per output channel or one per input
+for add/concat) or ``rq_scale_f32`` (float32). Accumulating ops carry ``attrs["accumulator"]``
+(``AccumulatorConfig``) and report an overflow count when they run.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-REQUANT_MODES = ("dyadic", "float32")
-ACCUMULATOR_MODES = ("wrap", "saturate", "int16_pairs")  # int16_pairs: hwsim.kernels.pairs
+from hwsim.errors import ProgramError
 
-# Binary (XNOR/popcount) layers: `input_binarizer` = {"method", "k", "scaling"} with scaling
-# "per_sample" (scales fitted on each sample's codes at run time) or "running" (static scales,
-# array `input_scales` (k_a,) in input code units); `output_clamp` = [lo, hi] codes.
-BINARY_LAYER_ATTRS = ("input_zero_point", "input_scale", "input_binarizer", "output_clamp")
-BINARY_SCALINGS = ("per_sample", "running")
+if TYPE_CHECKING:
+    import numpy as np
+
+    from hwsim.ir.program import IntProgram, Node
+
+# Free-text provenance any node may carry (where it came from, why a mode was chosen).
+NOTE_ATTRS = ("note",)
+
+Run = Callable[["Node", list], tuple]  # (node, input codes) -> (output codes, overflows | None)
 
 
 @dataclass(frozen=True)
-class OpSpec:
-    """What a node of this op must carry. `arity` None means one or more inputs."""
+class OpDef:
+    """Everything about one op.
+
+    Attributes:
+        name: the op name nodes use.
+        arity: number of inputs (None: one or more).
+        attrs / arrays: what every node of the op must carry.
+        optional_attrs / optional_arrays: what it may carry besides; anything else is an error.
+        doc: the op's semantics, in one paragraph.
+        requantizes: carries ``attrs["requant"]`` and its constant arrays.
+        accumulates: carries ``attrs["accumulator"]`` and returns an overflow count.
+        check: ``check(node) -> [problem, ...]`` for rules beyond presence (shapes, dtypes).
+        run / run_reference: ``(node, input codes) -> (output codes, overflow count or None)``;
+            the fast path and the slow int64 definition, equal on every input.
+        workload: ``workload(program, node, batch) -> LayerShape`` for ops a compute unit runs
+            (conv, linear, matmul and the like), None for ops the cost model does not price
+            (pooling, residual adds, reshapes and vector ops; see ``not_costed``).
+        not_costed: why an op without ``workload`` is not priced (shown in reports).
+    """
 
     name: str
     arity: int | None
     attrs: tuple[str, ...]
     arrays: tuple[str, ...]
-    requantizes: bool
     doc: str
+    run: Run
+    run_reference: Run
+    optional_attrs: tuple[str, ...] = ()
+    optional_arrays: tuple[str, ...] = ()
+    requantizes: bool = False
+    accumulates: bool = False
+    check: Callable[["Node"], list[str]] | None = None
+    workload: Callable[["IntProgram", "Node", int], Any] | None = None
+    not_costed: str = ""
+
+    def __post_init__(self) -> None:
+        if self.workload is None and not self.not_costed:
+            raise ProgramError(f"op {self.name!r}: give a workload shape or say why it is not "
+                               "costed (not_costed)")
+        if self.accumulates and "accumulator" not in self.attrs:
+            raise ProgramError(f"op {self.name!r} accumulates: 'accumulator' must be a "
+                               "required attr")
+        if self.requantizes and "requant" not in self.attrs:
+            raise ProgramError(f"op {self.name!r} requantizes: 'requant' must be a required attr")
+
+    @property
+    def all_attrs(self) -> tuple[str, ...]:
+        return self.attrs + self.optional_attrs + NOTE_ATTRS
+
+    @property
+    def all_arrays(self) -> tuple[str, ...]:
+        extra = ("rq_multiplier", "rq_shift", "rq_scale_f32") if self.requantizes else ()
+        return self.arrays + self.optional_arrays + extra
 
 
-_SPECS = [
-    OpSpec("input", 0, (), (), False, "The program input: integer codes of shape out_shape."),
-    OpSpec("conv2d", 1, ("stride", "padding", "dilation", "groups", "accumulator", "requant",
-                         "input_zero_point"),
-           ("weight", "weight_zero_point"), True,
-           "acc = bias + sum (x - zp_x)(w - zp_w) over (c, r, s); padding (top, left, bottom, right) "
-           "is zero in the real domain; then requantize per output channel."),
-    OpSpec("linear", 1, ("accumulator", "requant", "input_zero_point"),
-           ("weight", "weight_zero_point"), True,
-           "acc = bias + (x - zp_x) @ (w - zp_w)^T; then requantize per output feature."),
-    OpSpec("add", 2, ("requant", "input_zero_points"), (), True,
-           "y = clamp(round((a - zp_a) M_a + (b - zp_b) M_b) + zp_y): residual add with rescaling."),
-    OpSpec("maxpool2d", 1, ("kernel", "stride", "padding", "dilation", "ceil_mode"), (), False,
-           "Max over windows of codes (exact; output quantization = input quantization)."),
-    OpSpec("avgpool2d", 1, ("kernel", "stride", "padding", "global", "input_zero_point",
-                            "requant"), (), True,
-           "Window sum of (x - zp_x) requantized with M = s_x / (count s_y)."),
-    OpSpec("flatten", 1, ("start_dim",), (), False, "Reshape; codes unchanged."),
-    OpSpec("concat", None, ("axis", "requant", "input_zero_points"), (), True,
-           "Each input requantized to the output scale with M_i = s_i / s_y, then concatenated."),
-    OpSpec("clamp", 1, ("requant", "input_zero_point"), (), True,
-           "Requantize (x - zp_x) with M = s_x / s_y, clamped to the activation range."),
-    OpSpec("binary_conv2d", 1, BINARY_LAYER_ATTRS + ("stride", "padding", "dilation", "groups"),
-           ("weight_planes", "weight_scales"), False,
-           "Least-squares binary conv: the input codes (x - zp_x) are binarized into k_a sign "
-           "planes with scales (per sample, or static); y = sum_i sum_j (v_a[n,i] s_x v_w[k,j]) "
-           "dot(b_a,i, b_w,j) + bias (zero padding contributes 0), in float64; "
-           "code = clamp(round_half_even(y / s_y) + zp_y, output_clamp)."),
-    OpSpec("binary_linear", 1, BINARY_LAYER_ATTRS, ("weight_planes", "weight_scales"), False,
-           "Least-squares binary linear layer; as binary_conv2d with a (N, C) input."),
-    OpSpec("matmul", 2, ("accumulator", "requant", "input_zero_points"), (), True,
-           "acc = (a - zp_a) @ (b - zp_b) over the last two dims (equal leading dims): the exact "
-           "sum, wrapped (wrap) or clipped once (saturate) to the accumulator width; then "
-           "requantize per tensor with M = s_a s_b / s_y."),
-    OpSpec("vector_op", 1, ("fn", "params", "input_zero_point", "input_scale", "output_clamp"),
-           (), False,
-           "A float op of the vector unit (fn: layernorm with arrays gamma, beta; gelu; "
-           "softmax): dequantize to float32, fn in float32, round to the output codes "
-           "(hwsim.kernels.vector)."),
-    OpSpec("reshape", 1, ("shape",), (), False,
-           "Reshape to attrs shape (its first dim -1: the leading dim may vary); codes unchanged."),
-    OpSpec("transpose", 1, ("perm",), (), False, "Permute the dims; codes unchanged."),
-]
+OPS: dict[str, OpDef] = {}
 
-OPS: dict[str, OpSpec] = {spec.name: spec for spec in _SPECS}
+
+def register_op(op: OpDef) -> OpDef:
+    """Add an op to the table; its name must be new. Returns ``op``."""
+    if not isinstance(op, OpDef):
+        raise ProgramError(f"register_op expects an OpDef; got {type(op).__name__}")
+    if op.name in OPS:
+        raise ProgramError(f"op {op.name!r} is already registered")
+    OPS[op.name] = op
+    return op
+
+
+def unregister_op(name: str) -> None:
+    """Remove op ``name`` (for tests that register a toy op)."""
+    if OPS.pop(name, None) is None:
+        raise ProgramError(f"op {name!r} is not registered")
+
+
+def op_def(name: str) -> OpDef:
+    """The entry of op ``name``; a failed lookup lists the known ops."""
+    try:
+        return OPS[name]
+    except KeyError:
+        raise ProgramError(f"unknown op {name!r}; known ops: {', '.join(sorted(OPS))}") from None

@@ -139,7 +139,7 @@ class ProgramBuilder:
             raise self.model.fail(onnx_node, f"only adds of equal shapes are supported (no "
                                   f"broadcasting); got {a.shape} and {b.shape}")
         attrs = {"input_zero_points": [aq.zp, bq.zp], "requant": self._requant(onnx_node, yq),
-                 "engine": "onnxruntime QLinearAdd"}
+                 "note": "onnxruntime QLinearAdd"}
         arrays = {"rq_scale_f32": ort.add_ratios(aq.scale_f32, bq.scale_f32, yq.scale_f32)}
         return self._emit(onnx_node, out_name, "add", (a.node, b.node), a.shape,
                           yq.tensor_quant(), attrs, arrays)
@@ -152,7 +152,7 @@ class ProgramBuilder:
         n, c, h, w = x.shape
         attrs = {"global": True, "kernel": [h, w], "stride": [1, 1], "padding": [0, 0, 0, 0],
                  "input_zero_point": xq.zp, "requant": self._requant(onnx_node, yq),
-                 "engine": "onnxruntime QLinearGlobalAveragePool"}
+                 "note": "onnxruntime QLinearGlobalAveragePool"}
         arrays = {"rq_scale_f32": np.array([ort.global_avgpool_scale(xq.scale_f32, yq.scale_f32,
                                                                      h * w)], dtype=np.float32)}
         return self._emit(onnx_node, out_name, "avgpool2d", (x.node,), (n, c, 1, 1),

@@ -2,6 +2,7 @@
 
 from hwsim.workloads.builtin import builtin_workload, builtin_workload_names
 from hwsim.workloads.layer import CONVENTIONS, LayerShape, linear_layer
+from hwsim.workloads.program import program_workload, uncosted_ops
 from hwsim.workloads.topology_csv import load_topology_csv
 
 __all__ = [
@@ -11,4 +12,6 @@ __all__ = [
     "builtin_workload_names",
     "linear_layer",
     "load_topology_csv",
+    "program_workload",
+    "uncosted_ops",
 ]

@@ -47,7 +47,11 @@ class LayerShape:
     Conv weights are ``(out_channels, in_channels/groups, kernel_h, kernel_w)``; activations are
     NCHW with N = `batch`. A linear layer is ``kind="linear"`` with ``in_h = in_w = kernel_h =
     kernel_w = 1`` (in_channels = in_features, out_channels = out_features). `act_bits` and
-    `weight_bits` are the operand widths the layer runs at; outputs are stored at `act_bits`.
+    `weight_bits` are the operand widths the layer runs at (the stored code widths); outputs are
+    stored at `act_bits`. `weight_format` and `act_format` name the number-format families of the
+    weights and activations ("int", "binary", "apot", ...: names registered in quant.formats;
+    not checked here) -- accelerators route layers and units accept them by family. "int" is
+    right for shape-only workloads (SCALE-Sim topologies, built-in networks).
     """
 
     name: str
@@ -70,6 +74,8 @@ class LayerShape:
     batch: int = 1
     act_bits: int = 8
     weight_bits: int = 8
+    weight_format: str = "int"
+    act_format: str = "int"
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -91,6 +97,11 @@ class LayerShape:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 problems.append(f"{field}: expected a non-negative integer, got {value!r}")
+        for field in ("weight_format", "act_format"):
+            value = getattr(self, field)
+            if not isinstance(value, str) or not value.strip():
+                problems.append(f"{field}: expected a non-empty format family name, got "
+                                f"{value!r}")
         if problems:
             return problems
         if self.in_channels % self.groups or self.out_channels % self.groups:
@@ -149,8 +160,10 @@ class LayerShape:
 
 
 def linear_layer(name: str, in_features: int, out_features: int, *, batch: int = 1,
-                 act_bits: int = 8, weight_bits: int = 8) -> LayerShape:
+                 act_bits: int = 8, weight_bits: int = 8, weight_format: str = "int",
+                 act_format: str = "int") -> LayerShape:
     """A fully connected layer ``(batch, in_features) -> (batch, out_features)``."""
     return LayerShape(name=name, kind="linear", in_h=1, in_w=1, in_channels=in_features,
                       out_channels=out_features, kernel_h=1, kernel_w=1, batch=batch,
-                      act_bits=act_bits, weight_bits=weight_bits)
+                      act_bits=act_bits, weight_bits=weight_bits, weight_format=weight_format,
+                      act_format=act_format)

@@ -1,4 +1,4 @@
-"""Number formats: one module per format, all registered in ``registry``'s table."""
+"""Number formats: one module per family, each registered once in ``registry``'s table."""
 
 from quant.formats.binary import (BinaryFormat, BinaryParams, binary_fake_quant, encode_binary,
                                   fit_binary)
@@ -6,14 +6,38 @@ from quant.formats.registry import (
     FormatEntry,
     fit_params,
     format_entry,
+    format_family,
     register_format,
     registered_formats,
+    straight_through,
+    unregister_format,
 )
 from quant.formats.uniform import IntFormat, QuantParams
 from quant.formats.uniform_fit import fit_int_params, params_from_range, quantization_mse
 
-register_format("int", IntFormat, fit_int_params)
-register_format("binary", BinaryFormat, fit_binary)
+
+def _binary_weight_problem(fmt: BinaryFormat) -> str | None:
+    if fmt.axis not in (0, None):
+        return (f"a binary weight format fits per output channel (axis=0) or per tensor "
+                f"(axis=None); got axis={fmt.axis}")
+    return None
+
+
+register_format(FormatEntry(
+    name="int", format_type=IntFormat, fit=fit_int_params,
+    encode=lambda params, x: params.quantize(x),
+    decode=lambda params, codes: params.dequantize(codes),
+    storage_bits=lambda fmt: fmt.bits,
+    code_scale=lambda params: params.scale,
+    fake_quant=straight_through))
+register_format(FormatEntry(
+    name="binary", format_type=BinaryFormat, fit=fit_binary,
+    encode=lambda params, x: params.b,
+    decode=lambda params, planes: BinaryParams(params.v, planes, params.fmt).dequantize(),
+    storage_bits=lambda fmt: fmt.bits,
+    code_scale=lambda params: None,
+    fake_quant=binary_fake_quant,
+    check_weight=_binary_weight_problem))
 
 __all__ = [
     "BinaryFormat",
@@ -27,8 +51,11 @@ __all__ = [
     "fit_int_params",
     "fit_params",
     "format_entry",
+    "format_family",
     "params_from_range",
     "quantization_mse",
     "register_format",
     "registered_formats",
+    "straight_through",
+    "unregister_format",
 ]

@@ -1,0 +1,1 @@
+"""APoT weights: filled in below."""

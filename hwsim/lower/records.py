@@ -1,0 +1,141 @@
+"""Lowerings of the captured records without weights: input, add, pooling, concat, clamp,
+matmul, vector ops and the ops that only move codes."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from hwsim.errors import ProgramError
+from hwsim.ir import Node
+from hwsim.ir.specs import RequantMode
+from hwsim.kernels import dyadic_multiplier_pair
+from hwsim.lower.context import LoweringContext
+from hwsim.lower.registry import register_record_lowering
+
+
+def _lower_input(ctx: LoweringContext, rec) -> Node:
+    return ctx.node(rec, "input", ctx.tq(rec.name), {})
+
+
+def _lower_add(ctx: LoweringContext, rec) -> Node:
+    a, b = (ctx.tq(s) for s in rec.inputs)
+    out = ctx.tq(rec.name)
+    attrs = {"input_zero_points": [a.zero_point, b.zero_point],
+             "requant": ctx.requant_attrs(rec, out)}
+    if ctx.requant is RequantMode.DYADIC:
+        m_a, m_b, shift = dyadic_multiplier_pair(a.scale / out.scale, b.scale / out.scale)
+        arrays = {"rq_multiplier": np.array([m_a, m_b], dtype=np.int64),
+                  "rq_shift": np.array([shift], dtype=np.int64)}
+    else:
+        arrays = {"rq_scale_f32": np.array([np.float32(a.scale) / np.float32(out.scale),
+                                            np.float32(b.scale) / np.float32(out.scale)],
+                                           dtype=np.float32)}
+    return ctx.node(rec, "add", out, attrs, arrays)
+
+
+def _same_quant(ctx: LoweringContext, rec, op: str, attrs: dict) -> Node:
+    return ctx.node(rec, op, ctx.tq(rec.inputs[0]), attrs)
+
+
+def _lower_maxpool(ctx: LoweringContext, rec) -> Node:
+    a = rec.attrs
+    return _same_quant(ctx, rec, "maxpool2d", {
+        "kernel": list(a["kernel"]), "stride": list(a["stride"]), "padding": list(a["padding"]),
+        "dilation": list(a.get("dilation", (1, 1))), "ceil_mode": bool(a.get("ceil_mode", False))})
+
+
+def _lower_flatten(ctx: LoweringContext, rec) -> Node:
+    return _same_quant(ctx, rec, "flatten", {"start_dim": int(rec.attrs.get("start_dim", 1))})
+
+
+def _lower_avgpool(ctx: LoweringContext, rec) -> Node:
+    a = rec.attrs
+    x_q, out = ctx.tq(rec.inputs[0]), ctx.tq(rec.name)
+    in_shape = ctx.qm.graph.records[rec.inputs[0]].out_shape
+    if a.get("global"):
+        count = int(in_shape[2] * in_shape[3])
+        attrs = {"global": True, "kernel": [int(in_shape[2]), int(in_shape[3])], "stride": [1, 1],
+                 "padding": [0, 0, 0, 0]}
+    else:
+        if any(a["padding"]) and not a.get("count_include_pad", True):
+            raise ProgramError(f"layer {rec.name!r}: avg pool with padding and "
+                               "count_include_pad=False has no integer lowering yet")
+        if a.get("ceil_mode"):
+            raise ProgramError(f"layer {rec.name!r}: avg pool with ceil_mode=True has no integer "
+                               "lowering yet")
+        count = int(a["kernel"][0] * a["kernel"][1])
+        attrs = {"global": False, "kernel": list(a["kernel"]), "stride": list(a["stride"]),
+                 "padding": list(a["padding"])}
+    attrs.update(input_zero_point=x_q.zero_point, requant=ctx.requant_attrs(rec, out))
+    real = np.array([x_q.scale / (count * out.scale)])
+    if ctx.requant is RequantMode.DYADIC:
+        arrays = ctx.requant_arrays(real, None)
+    else:  # ONNX Runtime's QLinear(Global)AveragePool: f32(s_x / f32(s_y * count))
+        f32 = np.float32
+        arrays = {"rq_scale_f32": np.array([f32(x_q.scale) / f32(f32(out.scale) * f32(count))],
+                                           dtype=np.float32)}
+    return ctx.node(rec, "avgpool2d", out, attrs, arrays)
+
+
+def _lower_rescale(ctx: LoweringContext, rec, op: str, activation: tuple | None = None) -> Node:
+    ins = [ctx.tq(s) for s in rec.inputs]
+    out = ctx.tq(rec.name)
+    arrays = ctx.requant_arrays(np.array([q.scale / out.scale for q in ins]), None)
+    attrs: dict[str, Any] = {"requant": ctx.requant_attrs(rec, out, activation)}
+    if op == "concat":
+        attrs.update(axis=int(rec.attrs.get("axis", 1)),
+                     input_zero_points=[q.zero_point for q in ins])
+    else:
+        attrs["input_zero_point"] = ins[0].zero_point
+    return ctx.node(rec, op, out, attrs, arrays)
+
+
+def _lower_clamp(ctx: LoweringContext, rec) -> Node:
+    bounds = (float(rec.attrs.get("min", -math.inf)), float(rec.attrs.get("max", math.inf)))
+    return _lower_rescale(ctx, rec, "clamp", activation=bounds)
+
+
+def _lower_matmul(ctx: LoweringContext, rec) -> Node:
+    a, b = (ctx.tq(src) for src in rec.inputs)
+    out = ctx.tq(rec.name)
+    real = np.array([a.scale * b.scale / out.scale])
+    arrays = ctx.requant_arrays(real, (a.scale, np.array([b.scale]), out.scale))
+    attrs = {"accumulator": ctx.accumulator.to_attrs(),
+             "input_zero_points": [a.zero_point, b.zero_point],
+             "requant": ctx.requant_attrs(rec, out), "input_scales": [a.scale, b.scale]}
+    return ctx.node(rec, "matmul", out, attrs, arrays)
+
+
+_VECTOR_PARAMS = {"layernorm": lambda rec: {"eps": float(rec.attrs["eps"])},
+                  "gelu": lambda rec: {"approximate": str(rec.attrs.get("approximate", "none"))},
+                  "softmax": lambda rec: {"dim": int(rec.attrs["dim"])}}
+
+
+def _lower_vector(ctx: LoweringContext, rec) -> Node:
+    x_q, out = ctx.tq(rec.inputs[0]), ctx.tq(rec.name)
+    arrays = {}
+    if rec.op == "layernorm":
+        arrays = {"gamma": np.asarray(rec.weight, dtype=np.float32),
+                  "beta": np.asarray(rec.bias, dtype=np.float32)}
+    attrs = {"fn": rec.op, "params": _VECTOR_PARAMS[rec.op](rec),
+             "input_zero_point": x_q.zero_point, "input_scale": x_q.scale,
+             "output_clamp": ctx.clamp(rec, out)}
+    return ctx.node(rec, "vector_op", out, attrs, arrays)
+
+
+def _lower_move(ctx: LoweringContext, rec) -> Node:
+    attrs = ({"shape": [int(d) for d in rec.attrs["shape"]]} if rec.op == "reshape"
+             else {"perm": [int(d) for d in rec.attrs["perm"]]})
+    return _same_quant(ctx, rec, rec.op, attrs)
+
+
+for _op, _fn in (("input", _lower_input), ("add", _lower_add), ("maxpool2d", _lower_maxpool),
+                 ("flatten", _lower_flatten), ("avgpool2d", _lower_avgpool),
+                 ("concat", lambda ctx, rec: _lower_rescale(ctx, rec, "concat")),
+                 ("clamp", _lower_clamp), ("matmul", _lower_matmul),
+                 ("layernorm", _lower_vector), ("gelu", _lower_vector),
+                 ("softmax", _lower_vector), ("reshape", _lower_move),
+                 ("transpose", _lower_move)):
+    register_record_lowering(_op, _fn)

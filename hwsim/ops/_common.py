@@ -1,0 +1,104 @@
+"""Pieces shared by the op modules: requantization with a node's constants, conv geometry, the
+node's accumulator, weight checks and the cost-model layer shape of a conv / linear node."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hwsim.ir.program import IntProgram, Node
+from hwsim.ir.specs import AccumulatorConfig, RequantMode, RequantSpec
+from hwsim.workloads.layer import LayerShape
+
+
+def requantize(node: Node, acc: np.ndarray, *, axis: int, reference: bool,
+               index: int | None = None) -> np.ndarray:
+    """Requantize int64 accumulators with the node's constants. `index` picks one entry of the
+    per-input constants (concat); otherwise constants are per channel along `axis` or scalar."""
+    from hwsim import kernels as k
+
+    rq = RequantSpec.from_attrs(node.attrs)
+    lo, hi = rq.clamp
+    zp = node.out.zero_point
+
+    def pick(a: np.ndarray):
+        if index is not None:
+            return a[index]
+        return a.reshape(()) if a.size == 1 else a  # per-tensor constants as scalars
+    if rq.mode is RequantMode.DYADIC:
+        fn = k.requantize_dyadic_reference if reference else k.requantize_dyadic
+        return fn(acc, pick(node.arrays["rq_multiplier"]), pick(node.arrays["rq_shift"]), zp,
+                  lo, hi, axis=axis)
+    fn = k.requantize_float32_reference if reference else k.requantize_float32
+    return fn(acc, pick(node.arrays["rq_scale_f32"]), zp, lo, hi, axis=axis)
+
+
+def requant_constants(node: Node) -> dict[str, Any]:
+    """Keyword arguments of the prepared (fused) layers: clamp, zero point, mode, constants."""
+    rq = RequantSpec.from_attrs(node.attrs)
+    lo, hi = rq.clamp
+    if rq.mode is RequantMode.DYADIC:
+        constants = {"m": node.arrays["rq_multiplier"], "shift": node.arrays["rq_shift"]}
+    else:
+        constants = {"scale_f32": node.arrays["rq_scale_f32"]}
+    return dict(out_zero_point=node.out.zero_point, qmin=lo, qmax=hi, requant=rq.mode.value,
+                **constants)
+
+
+def accumulator(node: Node):
+    """The node's accumulator as the kernels take it (AccumulatorSpec or Int16PairsAccumulator)."""
+    return AccumulatorConfig.from_attrs(node.attrs).kernel_spec()
+
+
+def conv_geometry(node: Node) -> tuple:
+    """(stride, padding (top, left, bottom, right), dilation, groups) of a conv node."""
+    a = node.attrs
+    return (tuple(a["stride"]), tuple(a["padding"]), tuple(a["dilation"]), int(a["groups"]))
+
+
+CONV_ATTRS = ("stride", "padding", "dilation", "groups")
+
+
+def integer_weight_errors(node: Node, weight: str = "weight", conv: bool | None = None) -> list[str]:
+    """Integer weight codes of the right rank; zero points and bias per output channel."""
+    w = node.arrays[weight]
+    errs = []
+    if not np.issubdtype(w.dtype, np.integer):
+        errs.append(f"{weight} must hold integer codes, got dtype {w.dtype}")
+    conv = node.op.endswith("conv2d") if conv is None else conv
+    ndim = 4 if conv else 2
+    if w.ndim != ndim:
+        errs.append(f"{node.op} {weight} must be {ndim}-D, got shape {w.shape}")
+        return errs
+    k = w.shape[0]
+    zp = node.arrays.get("weight_zero_point")
+    if zp is not None and zp.shape not in ((), (k,)):
+        errs.append(f"weight_zero_point must be a scalar or ({k},), got {zp.shape}")
+    if "bias" in node.arrays and node.arrays["bias"].shape != (k,):
+        errs.append(f"bias must have shape ({k},), got {node.arrays['bias'].shape}")
+    bits = node.attrs.get("weight_bits")
+    if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 32:
+        errs.append(f"weight_bits must be an int in [1, 32], got {bits!r}")
+    return errs
+
+
+def layer_shape(program: IntProgram, node: Node, batch: int, *, out_channels: int,
+                kernel: tuple[int, int] | None, weight_bits: int, act_bits: int,
+                weight_format: str, act_format: str = "int") -> LayerShape:
+    """The cost-model shape of a conv (``kernel`` given) or linear node, read from the node and
+    its input node; widths and formats are passed explicitly (nothing defaults)."""
+    src = program.node(node.inputs[0])
+    common = dict(name=node.name, out_channels=int(out_channels), batch=int(batch),
+                  act_bits=int(act_bits), weight_bits=int(weight_bits),
+                  weight_format=weight_format, act_format=act_format)
+    if kernel is None:
+        return LayerShape(kind="linear", in_h=1, in_w=1, in_channels=int(src.out_shape[-1]),
+                          kernel_h=1, kernel_w=1, **common)
+    a = node.attrs
+    pt, pl, pb, pr = (int(p) for p in a["padding"])
+    return LayerShape(kind="conv", in_h=int(src.out_shape[2]), in_w=int(src.out_shape[3]),
+                      in_channels=int(src.out_shape[1]), kernel_h=int(kernel[0]),
+                      kernel_w=int(kernel[1]), stride_h=int(a["stride"][0]),
+                      stride_w=int(a["stride"][1]), pad_top=pt, pad_left=pl, pad_bottom=pb,
+                      pad_right=pr, dilation_h=int(a["dilation"][0]),
+                      dilation_w=int(a["dilation"][1]), groups=int(a["groups"]), **common)
