@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hwsim.arch import Operands
 from hwsim.cost import LayerTable, cost_network, cost_table, memory_traffic
 from hwsim.errors import WorkloadError
 from hwsim.workloads import builtin_workload, linear_layer
@@ -47,10 +48,11 @@ def test_grouped_conv_runs_groups_back_to_back():
        sr=DIM, sc=DIM, t=DIM, which=st.sampled_from(["sr", "sc", "t"]), extra=st.integers(1, 100))
 def test_cycles_monotone_in_layer_size(df, rows, cols, sr, sc, t, which, extra):
     unit = accel_with(rows, cols, df).compute
-    base = unit.compute_cycles(np.array([sr]), np.array([sc]), np.array([t]))
+    ops = Operands.of(8, 8)
+    base = unit.compute_cycles(np.array([sr]), np.array([sc]), np.array([t]), ops)
     grown = dict(sr=sr, sc=sc, t=t)
     grown[which] += extra
-    bigger = unit.compute_cycles(*(np.array([grown[k]]) for k in ("sr", "sc", "t")))
+    bigger = unit.compute_cycles(*(np.array([grown[k]]) for k in ("sr", "sc", "t")), ops)
     assert bigger[0] >= base[0]
 
 
@@ -67,7 +69,8 @@ def test_doubling_the_array_never_adds_folds_and_bounds_cycles(df, rows, cols, s
         return math.ceil(t / r) * math.ceil(sr / c)
     assert folds(2 * rows, cols) <= folds(rows, cols) and folds(rows, 2 * cols) <= folds(rows, cols)
     unit = accel_with(rows, cols, df).compute
-    cycles = int(unit.compute_cycles(np.array([sr]), np.array([sc]), np.array([t]))[0])
+    cycles = int(unit.compute_cycles(np.array([sr]), np.array([sc]), np.array([t]),
+                                     Operands.of(8, 8))[0])
     if rows * cols > 1:
         assert cycles * rows * cols >= sr * sc * t
 

@@ -1,4 +1,4 @@
-"""hwsim.analysis.fbgemm against PyTorch's fbgemm engine on its AVX2 path (no VNNI): full-range
+"""hwsim.engines.fbgemm_linear against PyTorch's fbgemm engine on its AVX2 path (no VNNI): full-range
 u8 activations make vpmaddubsw saturate adjacent product pairs to int16, so exact integer math
 mismatches many outputs while the pair-saturation model reproduces fbgemm bit for bit.
 
@@ -18,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwsim.analysis import AnalysisError, fbgemm_accumulators, fbgemm_linear, fma_f32
+from hwsim.engines import EngineError, fbgemm_accumulators, fbgemm_linear
+from hwsim.kernels.fma import fma_f32
 
 TIE_RATIOS = (0.5, 0.25, 0.75, 0.125, 1.5, 2.5)
 
@@ -90,15 +91,15 @@ def test_fbgemm_accumulators_match_the_int_reference(m, k, n, x_zp, w_zp, pairs,
 def test_bad_operands_name_the_field():
     x = np.zeros((2, 4), np.uint8)
     w = np.zeros((3, 4), np.int8)
-    with pytest.raises(AnalysisError, match="x must be uint8"):
+    with pytest.raises(EngineError, match="x must be uint8"):
         fbgemm_linear(x.astype(np.int8), 0.1, 0, w, 0.1, 0, None, 0.1, 0)
-    with pytest.raises(AnalysisError, match=r"w must be int8 codes \(N, K=4\)"):
+    with pytest.raises(EngineError, match=r"w must be int8 codes \(N, K=4\)"):
         fbgemm_linear(x, 0.1, 0, w[:, :3], 0.1, 0, None, 0.1, 0)
-    with pytest.raises(AnalysisError, match="w_scale must be one positive"):
+    with pytest.raises(EngineError, match="w_scale must be one positive"):
         fbgemm_linear(x, 0.1, 0, w, np.ones(3) * 0.1, 0, None, 0.1, 0)
-    with pytest.raises(AnalysisError, match=r"x_zp must be one integer in \[0, 255\]"):
+    with pytest.raises(EngineError, match=r"x_zp must be one integer in \[0, 255\]"):
         fbgemm_linear(x, 0.1, 300, w, 0.1, 0, None, 0.1, 0)
-    with pytest.raises(AnalysisError, match=r"bias must have 3 entries"):
+    with pytest.raises(EngineError, match=r"bias must have 3 entries"):
         fbgemm_linear(x, 0.1, 0, w, 0.1, 0, np.zeros(2), 0.1, 0)
 
 
@@ -188,7 +189,7 @@ def test_seven_bit_activations_never_saturate_so_both_models_match_fbgemm(tmp_pa
 
 
 def test_hwsim_analysis_never_imports_torch():
-    code = "import sys, hwsim.analysis, hwsim.analysis.fbgemm; print('torch' in sys.modules)"
+    code = "import sys, hwsim.analysis, hwsim.engines.fbgemm_linear; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert out.returncode == 0, out.stderr

@@ -1,4 +1,4 @@
-"""Analyses of integer programs (torch-free): accumulator widths; fbgemm's int16 pair saturation."""
+"""Analyses of integer programs (torch-free): accumulator widths."""
 
 from hwsim.analysis.accumulator import (
     AccumulatorBound,
@@ -9,7 +9,6 @@ from hwsim.analysis.accumulator import (
     signed_bits,
 )
 from hwsim.analysis.errors import AnalysisError
-from hwsim.analysis.fbgemm import fbgemm_accumulators, fbgemm_linear, fma_f32
 
 __all__ = [
     "AccumulatorBound",
@@ -17,9 +16,6 @@ __all__ = [
     "accumulator_bound",
     "accumulator_report",
     "exact_accumulators",
-    "fbgemm_accumulators",
-    "fbgemm_linear",
-    "fma_f32",
     "node_accumulator_bound",
     "signed_bits",
 ]

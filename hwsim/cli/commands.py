@@ -96,7 +96,7 @@ def verify(args: argparse.Namespace) -> int:
 
 
 def _verify_onnx(args: argparse.Namespace) -> int:
-    from hwsim.cli.verify_onnx import COLUMNS, check_engine, verify_onnx
+    from hwsim.onnx.verify import COLUMNS, check_engine, verify_onnx
 
     check_engine(args.engine)
     result = verify_onnx(args.onnx, args.inputs, images=args.images, backend=args.backend)

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hwsim.engines.table import ENGINES
 from hwsim.errors import HwsimError
+from hwsim.ir.specs import REQUANT_MODES
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hwsim", description=__doc__)
@@ -27,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--bits", type=int, default=8, help="weight bits (default 8)")
         sp.add_argument("--act-bits", type=int, default=None, help="activation bits (default: --bits)")
         sp.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales")
-        sp.add_argument("--requant", choices=["dyadic", "float32"], default="dyadic")
+        sp.add_argument("--requant", choices=list(REQUANT_MODES), default="dyadic",
+                        help="requantization: dyadic (integer-only) or float32 (ONNX Runtime's order)")
         sp.add_argument("--acc-bits", type=int, default=32, help="accumulator width in bits")
         sp.add_argument("--acc-mode", choices=["wrap", "saturate"], default="wrap")
 
@@ -63,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="an int8 ONNX model (QOperator or QDQ): import it, run hwsim and "
                              "ONNX Runtime on the same inputs, compare every layer's codes "
                              "(the quantization options apply to --model only)")
-    sp.add_argument("--engine", choices=["ort", "qnnpack", "onednn", "fbgemm"], default=None,
+    sp.add_argument("--engine", choices=list(ENGINES), default=None,
                     help="with --model: compute every conv/linear exactly as this engine does "
                          "(ONNX Runtime or PyTorch's qnnpack/onednn/fbgemm); with --onnx: the "
                          "reference runtime, ort (the default)")

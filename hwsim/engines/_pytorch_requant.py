@@ -79,9 +79,6 @@ def fbgemm(acc, bias, x_scale, w_scales, per_channel, y_scale, y_zp, axis):
     xf = f32(acc) + f32(b / s); values = f32(xf * f32(s / f32(s_y))); then as qnnpack: cvtps,
     int16 saturation, + y_zp, clamp to [0, 255].
     """
-    # Imported here: hwsim.analysis.fbgemm imports hwsim.engines._pairs, so a module-level import
-    # would be circular when hwsim.analysis loads first.
-
     shape = _channel_shape(acc.ndim, axis, w_scales.shape[0])
     s = (F32(x_scale) * _f32(w_scales)).reshape(shape)
     xf = wrap_int32(acc).astype(F32)

@@ -45,6 +45,13 @@ def term_table(w2, k_per_group, cg, r_n, s_n):  # pragma: no cover - compiled
     ss = np.empty(total, dtype=np.int64)
     coef = np.empty(total, dtype=np.int64)
     rs = r_n * s_n
+    tap_c = np.empty(l_n, dtype=np.int64)
+    tap_r = np.empty(l_n, dtype=np.int64)
+    tap_s = np.empty(l_n, dtype=np.int64)
+    for j in range(l_n):
+        tap_c[j] = j // rs
+        tap_r[j] = (j % rs) // s_n
+        tap_s[j] = j % s_n
     for k in range(k_n):
         t = ptr[k]
         c0 = (k // k_per_group) * cg
@@ -60,9 +67,9 @@ def term_table(w2, k_per_group, cg, r_n, s_n):  # pragma: no cover - compiled
             pos = t + cnt - 1
             while m:
                 low = m & -m
-                ch[pos] = c0 + j // rs
-                rr[pos] = (j % rs) // s_n
-                ss[pos] = j % s_n
+                ch[pos] = c0 + tap_c[j]
+                rr[pos] = tap_r[j]
+                ss[pos] = tap_s[j]
                 coef[pos] = -low if v < 0 else low
                 m ^= low
                 pos -= 1

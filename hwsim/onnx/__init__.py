@@ -22,8 +22,10 @@ from hwsim.onnx.inputs import quantize_input
 from hwsim.onnx.ort_cpu import ort_saturates_int16_pairs
 from hwsim.onnx.ort_semantics import qlinear_add
 from hwsim.onnx.reference import ort_reference_outputs
+from hwsim.onnx.verify import OnnxVerification, verify_onnx
 from hwsim.onnx.workload import load_onnx_workload
 
 __all__ = ["OnnxImportError", "load_onnx_program", "load_onnx_workload", "quantize_input",
            "ort_reference_outputs", "ort_saturates_int16_pairs", "qlinear_add",
-           "export_onnx", "onnx_model", "with_ort_accumulators", "OnnxExportError"]
+           "export_onnx", "onnx_model", "with_ort_accumulators", "OnnxExportError",
+           "OnnxVerification", "verify_onnx"]

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from hwsim.ir import IntProgram, Node, TensorQuant
+from hwsim.ir.specs import RequantMode, RequantSpec
 from hwsim.kernels import ort_output_scale
 from hwsim.onnx import ort_semantics as ort
 from hwsim.onnx._model import OnnxModel
@@ -83,7 +84,7 @@ class ProgramBuilder:
         if not yq.per_tensor or yq.dtype not in CODE_DTYPES:
             raise self.model.fail(onnx_node, f"the output must be quantized per tensor to uint8 "
                                   f"or int8; got {yq.scale.size} scales, type {yq.dtype}")
-        return {"mode": "float32", "clamp": list(yq.range)}
+        return RequantSpec(RequantMode.FLOAT32, tuple(yq.range)).to_attrs()
 
     # ----------------------------------------------------------------------------------------
     def conv(self, onnx_node, out_name: str, x: QTensor, xq: Quant, w: np.ndarray, wq: Quant,

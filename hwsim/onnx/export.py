@@ -45,8 +45,10 @@ from pathlib import Path
 
 import numpy as np
 
+from hwsim.engines.table import is_pytorch_engine
 from hwsim.errors import ProgramError
 from hwsim.ir import IntProgram, Node, check_program
+from hwsim.ir.specs import AccumulatorMode, RequantMode
 from hwsim.kernels import ort_output_scale
 from hwsim.onnx import ort_semantics as ort
 from hwsim.onnx._deps import require
@@ -58,7 +60,6 @@ ORT_ACCUMULATOR_BITS = 32
 EXPORTABLE_OPS = ("input", "conv2d", "linear", "add", "maxpool2d", "avgpool2d (global)", "flatten")
 _CODE_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
 _DENSE_TYPES = (("uint8", "int8"), ("uint8", "uint8"), ("int8", "int8"))  # ORT's CPU kernels
-_PYTORCH_ENGINES = ("qnnpack", "onednn", "fbgemm")  # hwsim.lower: nodes ORT computes otherwise
 _F32 = np.float32
 _ULP_SEARCH = 64  # how far (in float32 ulps) to look for a weight scale that ORT maps exactly
 
@@ -155,7 +156,7 @@ def _node_errors(program: IntProgram, node: Node, int16_pairs: bool | None) -> l
         errs.append(f"codes must be uint8 or int8 for ONNX Runtime's quantized ops; this node's "
                     f"range [{node.out.qmin}, {node.out.qmax}] needs {node.out.dtype}")
     rq = node.attrs.get("requant")
-    if rq is not None and rq["mode"] != "float32":
+    if rq is not None and rq["mode"] != RequantMode.FLOAT32:
         errs.append(f"requantization mode {rq['mode']!r}: ONNX Runtime requantizes in float32; "
                     "lower the model with requant='float32'")
     if errs or node.op == "input":
@@ -187,7 +188,7 @@ def _same_accumulation(program: IntProgram, node: Node, int16_pairs: bool | None
     "wrap" vs "int16_pairs" where no product pair can leave int16 (e.g. 7-bit activations)."""
     acc = node.attrs["accumulator"]
     mode, _ = _ort_accumulator(program, node, int16_pairs)
-    if acc.get("bits") != ORT_ACCUMULATOR_BITS or acc.get("mode") not in ("wrap", "int16_pairs"):
+    if acc.get("bits") != ORT_ACCUMULATOR_BITS or acc.get("mode") not in (AccumulatorMode.WRAP, AccumulatorMode.INT16_PAIRS):
         return False
     if acc["mode"] == mode:
         return True
@@ -224,7 +225,7 @@ def _check_dense(program: IntProgram, node: Node, ins: list[Node], int16_pairs) 
                                     or zp_w.max() > np.iinfo(w.dtype).max):
         errs.append(f"weight zero points must fit {w.dtype}; got [{zp_w.min()}, {zp_w.max()}]")
     engine = node.attrs.get("engine")
-    if engine in _PYTORCH_ENGINES:
+    if is_pytorch_engine(engine):  # nodes ORT computes otherwise
         errs.append(f"computed as PyTorch's {engine} engine (float bias, its own requantization); "
                     "lower with engine='ort' (or requant='float32') for ONNX Runtime")
     if w.dtype in _CODE_DTYPES and not _same_accumulation(program, node, int16_pairs):

@@ -68,7 +68,7 @@ OUTPUT_REFINE_POINTS = 12
 OUTPUT_REFINE_PASSES = 2
 
 # Rows of at most _DIRECT_MAX_N values are evaluated directly (see _mse_objective).
-_DIRECT_MAX_N = 512
+_DIRECT_MAX_N = 48
 _DIRECT_CHUNK = 1 << 21
 
 _F32_TINY = float(np.finfo(np.float32).tiny)
@@ -234,13 +234,34 @@ class APoTFormat:
 # Params
 # --------------------------------------------------------------------------------------------
 
+@functools.cache
+def _level_table(magnitude_bits: int) -> np.ndarray:
+    """``T[t]`` = the level nearest to any ``u`` with ``ceil(2u) = t`` (t = 0..2·L_max + 1).
+
+    The midpoints between levels are half-integers, so ``ceil(2u)`` decides the nearest level:
+    ``T[t]`` is the level with index ``#{mids : 2·mid < t}``; ``u`` on a midpoint ``m`` has
+    ``t = 2m`` and gets the level below ``m`` (ties -> smaller magnitude), ``u`` just above gets
+    the one above.  The same choice as ``searchsorted(mids, u, side="left")``, without a search.
+    """
+    levels = _levels(magnitude_bits)
+    twice_mids = 2.0 * _midpoints(magnitude_bits)
+    t = np.arange(2 * int(levels[-1]) + 2, dtype=np.float64)
+    table = levels[np.searchsorted(twice_mids, t, side="left")]
+    table.setflags(write=False)
+    return table
+
+
 def _nearest_codes(xf: np.ndarray, scale: np.ndarray, fmt: APoTFormat) -> np.ndarray:
     """Signed integer levels (int64, shape of ``xf``) nearest to ``xf / scale``; ties -> smaller
-    magnitude.  ``scale`` broadcasts against ``xf``; ``xf`` float64 without NaN."""
+    magnitude; beyond ``L_max`` -> ``L_max``.  ``scale`` broadcasts against ``xf``; ``xf``
+    float64 without NaN."""
     mags = np.abs(xf) if fmt.signed else np.maximum(xf, 0.0)
-    # side="left": index = number of midpoints strictly below u, so u on a midpoint -> lower level.
-    idx = np.searchsorted(_midpoints(fmt.magnitude_bits), mags / scale, side="left")
-    lv = fmt.levels[idx]
+    table = _level_table(fmt.magnitude_bits)
+    t = np.divide(mags, scale)
+    t *= 2.0
+    np.ceil(t, out=t)
+    np.clip(t, 0.0, table.shape[0] - 1, out=t)
+    lv = table[t.astype(np.intp)]
     return np.where(xf < 0, -lv, lv) if fmt.signed else lv
 
 
@@ -476,16 +497,13 @@ def _mse_objective(mags: np.ndarray, fmt: APoTFormat) -> Callable[[np.ndarray], 
 def _direct_objective(mags: np.ndarray, fmt: APoTFormat) -> Callable[[np.ndarray], np.ndarray]:
     """As ``_mse_objective``, by quantizing every (row, candidate, value) triple; chunks of rows
     keep each numpy call near ``_DIRECT_CHUNK`` elements."""
-    lv = fmt.levels.astype(np.float64)
-    mids = _midpoints(fmt.magnitude_bits)
-
     def objective(alphas: np.ndarray) -> np.ndarray:
         out = np.empty(alphas.shape, dtype=np.float64)
         step = max(1, _DIRECT_CHUNK // (alphas.shape[1] * mags.shape[1]))
         for g0 in range(0, alphas.shape[0], step):
             m = mags[g0:g0 + step, None, :]
             scale = alphas[g0:g0 + step, :, None] / fmt.level_max
-            err = m - lv[np.searchsorted(mids, m / scale, side="left")] * scale
+            err = m - _nearest_codes(m, scale, fmt) * scale
             out[g0:g0 + step] = np.einsum("gcn,gcn->gc", err, err)
         return out
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwsim.analysis.errors import AnalysisError
+from hwsim.engines.errors import EngineError
 from hwsim.engines._pairs import pair_saturation_excess
 from hwsim.kernels.fma import fma_f32
 
@@ -28,14 +28,14 @@ _F32 = np.float32
 def _per_tensor(name: str, v) -> float:
     a = np.asarray(v, dtype=np.float64)
     if a.size != 1 or not np.isfinite(a).all() or float(a.reshape(())) <= 0:
-        raise AnalysisError(f"fbgemm_linear: {name} must be one positive finite float (per-tensor); got {v!r}")
+        raise EngineError(f"fbgemm_linear: {name} must be one positive finite float (per-tensor); got {v!r}")
     return float(a.reshape(()))
 
 
 def _zero_point(name: str, v, lo: int, hi: int) -> int:
     a = np.asarray(v)
     if a.size != 1 or not np.issubdtype(a.dtype, np.integer) or not lo <= int(a.reshape(())) <= hi:
-        raise AnalysisError(f"fbgemm_linear: {name} must be one integer in [{lo}, {hi}] (per-tensor); got {v!r}")
+        raise EngineError(f"fbgemm_linear: {name} must be one integer in [{lo}, {hi}] (per-tensor); got {v!r}")
     return int(a.reshape(()))
 
 
@@ -51,9 +51,9 @@ def fbgemm_accumulators(x: np.ndarray, x_zp: int, w: np.ndarray, w_zp: int, *,
 
     x, w = np.asarray(x), np.asarray(w)
     if x.dtype != np.uint8 or x.ndim != 2:
-        raise AnalysisError(f"fbgemm_linear: x must be uint8 codes (M, K); got {x.dtype} {x.shape}")
+        raise EngineError(f"fbgemm_linear: x must be uint8 codes (M, K); got {x.dtype} {x.shape}")
     if w.dtype != np.int8 or w.ndim != 2 or w.shape[1] != x.shape[1]:
-        raise AnalysisError(f"fbgemm_linear: w must be int8 codes (N, K={x.shape[1]}); got {w.dtype} {w.shape}")
+        raise EngineError(f"fbgemm_linear: w must be int8 codes (N, K={x.shape[1]}); got {w.dtype} {w.shape}")
     acc = linear_int(x, x_zp, w, w_zp, None, acc=AccumulatorSpec(bits=32, mode="wrap")).values
     if int16_pairs:
         acc = acc + pair_saturation_excess(x, np.ascontiguousarray(w.T))
@@ -79,7 +79,7 @@ def fbgemm_linear(x: np.ndarray, x_scale: float, x_zp: int, w: np.ndarray, w_sca
     if bias is not None:
         b = np.asarray(bias, dtype=_F32).reshape(-1)
         if b.size != acc.shape[1]:
-            raise AnalysisError(f"fbgemm_linear: bias must have {acc.shape[1]} entries (N); got {b.size}")
+            raise EngineError(f"fbgemm_linear: bias must have {acc.shape[1]} entries (N); got {b.size}")
         xf = fma_f32(np.broadcast_to(b, acc.shape), _F32(_F32(1) / act_times_w), xf)
     multiplier = _F32(act_times_w / _F32(sy))
     q = np.rint(xf * multiplier).astype(np.int64) + yzp

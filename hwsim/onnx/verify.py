@@ -1,5 +1,5 @@
-"""`hwsim verify --onnx`: an int8 ONNX model imported into an integer program, run by hwsim and
-by ONNX Runtime on the same float inputs, and compared layer by layer on the codes."""
+"""An int8 ONNX model imported into an integer program, run by hwsim and by ONNX Runtime on the
+same float inputs, and compared layer by layer on the codes (`hwsim verify --onnx`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hwsim.engines.table import is_pytorch_engine
 from hwsim.errors import HwsimError
 from hwsim.executor import ExecutionResult, execute
 from hwsim.ir import IntProgram
 from hwsim.verify import sqnr_db
 
-ENGINES = ("ort", "qnnpack", "onednn", "fbgemm")
 ZOO_INPUT = (3, 224, 224)
 _NPY_MAGIC = b"\x93NUMPY"
 COLUMNS = ["layer", "op", "outputs", "mismatches", "max_lsb_diff", "sqnr_db"]
@@ -34,7 +34,7 @@ class OnnxVerification:
 
 def check_engine(engine: str | None) -> None:
     """--onnx compares with ONNX Runtime only; the PyTorch engine modes belong to --model."""
-    if engine not in (None, "ort"):
+    if is_pytorch_engine(engine):
         raise HwsimError(f"--engine {engine}: engine modes (qnnpack, onednn, fbgemm) apply to "
                          "--model; an ONNX model is verified against ONNX Runtime (--engine ort)")
 
