@@ -27,13 +27,32 @@ class QuantizedFlow:
     eval_images: Any
 
 
+WEIGHT_FAMILIES = ("int", "apot")  # the families a bit width alone configures (CLI --weight-format)
+
+
+def weight_format(family: str, bits: int, per_channel: bool = True) -> Any:
+    """The weight format of `family` at `bits` bits: "int" (signed symmetric uniform) or
+    "apot" (signed APoT: a sign bit and bits - 1 magnitude bits; alpha by MSE search)."""
+    import quant
+
+    if family == "int":
+        return quant.IntFormat(bits=bits, signed=True, symmetric=True, per_channel=per_channel)
+    if family == "apot":
+        return quant.APoTFormat(bits=bits, signed=True, per_channel=per_channel)
+    raise HwsimError(f"unknown weight format {family!r}; expected one of {list(WEIGHT_FAMILIES)}")
+
+
 def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_bits: int | None = None,
                        per_channel: bool = True, requant: str = "dyadic",
                        accumulator_bits: int = 32, accumulator_mode: str = "wrap",
-                       image_size: int = 224, engine: str | None = None) -> QuantizedFlow:
-    """Quantize a built-in model: weights `bits`-bit signed symmetric (per channel by default),
-    activations `act_bits`-bit (default: `bits`) unsigned asymmetric per tensor, min-max ranges.
-    `engine`: compute every conv/linear as that real engine does (see `hwsim.lower.lower`)."""
+                       image_size: int = 224, engine: str | None = None,
+                       weight_family: str = "int", first_last_int8: bool = False) -> QuantizedFlow:
+    """Quantize a built-in model: weights of `weight_family` ("int": signed symmetric uniform,
+    "apot": additive powers of two) at `bits` bits, per channel by default; activations
+    `act_bits`-bit (default: `bits`) unsigned asymmetric per tensor, min-max ranges.
+    `first_last_int8`: the first and last conv/linear layers keep int8 per-channel weights (the
+    usual practice for low-bit networks). `engine`: compute every uniform conv/linear as that
+    real engine does (see `hwsim.lower.lower`)."""
     import quant
     from hwsim import zoo
     from hwsim.lower import lower
@@ -44,13 +63,20 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
     model.eval()
     calib = zoo.sample_images("calib", size=image_size)
     evals = zoo.sample_images("eval", size=image_size)
+    layer_weight = {}
+    if first_last_int8:
+        weighted = [r.name for r in quant.capture(model, calib[:1]) if r.op in ("conv2d", "linear")]
+        int8 = weight_format("int", 8, per_channel)
+        layer_weight = {weighted[0]: int8, weighted[-1]: int8}
     config = quant.QuantConfig(
-        weight=quant.IntFormat(bits=bits, signed=True, symmetric=True, per_channel=per_channel),
+        weight=weight_format(weight_family, bits, per_channel),
         activation=quant.IntFormat(bits=act_bits or bits, signed=False, symmetric=False,
                                    per_channel=False),
+        layer_weight=layer_weight,
     )
     qm = quant.quantize(model, config, [calib], example_input=calib[:1])
+    suffix = "" if weight_family == "int" else f"_{weight_family}"
     program = lower(qm, requant=requant, accumulator_bits=accumulator_bits,
-                    accumulator_mode=accumulator_mode, name=f"{model_name}_w{bits}",
+                    accumulator_mode=accumulator_mode, name=f"{model_name}_w{bits}{suffix}",
                     engine=engine)
     return QuantizedFlow(model_name, qm, program, calib, evals)

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwsim.arch import AssignRule, SystolicArray, XnorPopcount, assign_units, load_accelerator
+from hwsim.arch import (AssignRule, Operands, SystolicArray, XnorPopcount, assign_units,
+                        load_accelerator)
 from hwsim.cost import cost_network
 from hwsim.errors import ConfigError
 from tests._cost_helpers import write_config_variant
@@ -21,7 +22,8 @@ BINARY = REPO / "hw_configs" / "binary_xnor.yaml"
 
 def binarize_middle(layers):
     last = len(layers) - 1
-    return [l if i in (0, last) else replace(l, act_bits=1, weight_bits=1)
+    return [l if i in (0, last) else replace(l, act_bits=1, weight_bits=1, weight_format="binary",
+                                             act_format="binary")
             for i, l in enumerate(layers)]
 
 
@@ -82,11 +84,20 @@ def test_rules_match_by_pattern_bits_and_position_first_match_wins():
     rules = [AssignRule("a", layers=("*.downsample.*",)), AssignRule("b", act_bits=2),
              AssignRule("c", position="last"), AssignRule("d", layers=("layer*",), weight_bits=1),
              AssignRule("e", position="first", weight_bits=4)]
-    got = assign_units(rules, "z", names, act, wgt)
+    got = assign_units(rules, "z", names, Operands.of(act, wgt))
     assert list(got) == ["z", "d", "b", "a", "c"]
     # position follows the name, so repeated rows (one per option) are assigned alike
     assert list(assign_units([AssignRule("f", position="first")], "z", ["x", "y", "x"],
-                             act[:3], wgt[:3])) == ["f", "z", "f"]
+                             Operands.of(act[:3], wgt[:3]))) == ["f", "z", "f"]
+
+
+def test_rules_match_by_weight_and_activation_format():
+    names = ["a", "b", "c", "d"]
+    ops = Operands.of([8, 4, 4, 1], [8, 4, 4, 1], ["int", "apot", "apot", "binary"],
+                      ["int", "int", "apot", "binary"])
+    rules = [AssignRule("x", format="apot", act_format="apot"), AssignRule("y", format="apot"),
+             AssignRule("w", act_format="binary", weight_bits=8), AssignRule("v", format="binary")]
+    assert list(assign_units(rules, "z", names, ops)) == ["z", "y", "x", "v"]
 
 
 def test_rules_from_yaml_by_pattern_and_overrides_reach_named_units(tmp_path):
@@ -96,7 +107,7 @@ def test_rules_from_yaml_by_pattern_and_overrides_reach_named_units(tmp_path):
     accel = load_accelerator(write_config_variant(tmp_path, HETERO, edit), ["units.binary.simd=32"])
     assert accel.unit("binary").simd == 32
     layers = binarize_middle(builtin_workload("resnet18", input_hw=32))
-    layers[5] = replace(layers[5], act_bits=8, weight_bits=8)
+    layers[5] = replace(layers[5], act_bits=8, weight_bits=8, weight_format="int", act_format="int")
     units = list(cost_network(accel, layers).per_layer["unit"])
     assert units[0] == units[5] == units[-1] == "int8_array"
     assert units.count("binary") == len(layers) - 3
@@ -120,7 +131,8 @@ def test_rules_from_yaml_by_pattern_and_overrides_reach_named_units(tmp_path):
      "units.binary.mac_energy_pj: unknown field"),
     (lambda r: r["units"]["binary"].pop("simd"), "units.binary.simd: missing; expected a positive integer"),
     (lambda r: r["units"]["int8_array"].update(kind="analog"),
-     "units.int8_array.kind: expected one of ['systolic', 'xnor_popcount'], got 'analog'"),
+     "units.int8_array.kind: expected one of ['shift_add', 'systolic', 'xnor_popcount'], got "
+     "'analog'"),
 ])
 def test_bad_hetero_config_gives_one_error_naming_file_and_field(tmp_path, edit, expected):
     path = write_config_variant(tmp_path, HETERO, edit)

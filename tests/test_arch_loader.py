@@ -84,18 +84,20 @@ def test_all_errors_reported_together(tmp_path):
 
 
 def test_unknown_kind_lists_known_kinds(tmp_path):
-    path = write_variant(tmp_path, lambda r: r["compute"].update(kind="shift_add"))
+    path = write_variant(tmp_path, lambda r: r["compute"].update(kind="bit_serial"))
     with pytest.raises(ConfigError) as err:
         load_accelerator(path)
-    assert "compute.kind: expected one of ['systolic', 'xnor_popcount']" in str(err.value)
-    with pytest.raises(ConfigError, match=r"known kinds: \['systolic', 'xnor_popcount'\]"):
+    assert ("compute.kind: expected one of ['shift_add', 'systolic', 'xnor_popcount']"
+            in str(err.value))
+    with pytest.raises(ConfigError,
+                       match=r"known kinds: \['shift_add', 'systolic', 'xnor_popcount'\]"):
         unit_kind("bit_serial")
 
 
 def test_registering_a_kind_twice_is_refused():
     with pytest.raises(ConfigError, match="already registered"):
         register_unit_kind(UnitKind("systolic", (), lambda v: None, "dup"))
-    assert set(UNIT_KINDS) == {"systolic", "xnor_popcount"}
+    assert set(UNIT_KINDS) == {"systolic", "xnor_popcount", "shift_add"}
 
 
 def test_overrides_apply_before_validation():
@@ -206,7 +208,7 @@ def test_a_new_unit_kind_needs_only_one_registry_entry(tmp_path):
         def pe_count(self) -> int:
             return self.lanes
 
-        def compute_cycles(self, sr, sc, t):
+        def compute_cycles(self, sr, sc, t, ops):
             return -(-(sr * sc * t) // self.lanes)
 
         def array_accesses(self, sr, sc, t):

@@ -194,10 +194,39 @@ def test_layer_table_take_and_errors():
     picked = table.take([3, 3, 0])
     assert picked.names == (layers[3].name, layers[3].name, layers[0].name)
     assert list(picked.macs) == [layers[3].macs(), layers[3].macs(), layers[0].macs()]
+    assert picked.weight_format == picked.act_format == ("int",) * 3
     with pytest.raises(WorkloadError, match="empty"):
         LayerTable.from_layers([])
     with pytest.raises(WorkloadError, match="output size"):
         LayerTable.from_layers([conv(in_h=2, in_w=2)], convention="scalesim")
+
+
+def test_layer_table_carries_formats_through_take_bits_and_formats():
+    layers = [conv(name="a"), conv(name="b", weight_format="apot", weight_bits=4),
+              conv(name="c", weight_format="binary", act_format="binary", act_bits=1,
+                   weight_bits=1)]
+    table = LayerTable.from_layers(layers)
+    assert table.weight_format == ("int", "apot", "binary")
+    assert table.act_format == ("int", "int", "binary")
+    picked = table.take([2, 1, 1]).with_bits(4, 4)
+    assert picked.weight_format == ("binary", "apot", "apot")
+    assert picked.act_format == ("binary", "int", "int")
+    ops = picked.operands
+    assert list(ops.weight_format) == ["binary", "apot", "apot"] and list(ops.act_bits) == [4] * 3
+    assert list(ops.take([1]).weight_format) == ["apot"]
+    swapped = table.with_formats("apot")
+    assert swapped.weight_format == ("apot",) * 3 and swapped.act_format == table.act_format
+    per_row = table.with_formats(["int", "int", "apot"], ["int", "apot", "int"])
+    assert per_row.weight_format == ("int", "int", "apot")
+    assert per_row.act_format == ("int", "apot", "int")
+    assert list(per_row.operands.act_format) == ["int", "apot", "int"]
+    assert table.weight_format == ("int", "apot", "binary")  # the original is unchanged
+    for bad in (["int"], ""):
+        with pytest.raises(WorkloadError, match="with_formats: weight_format"):
+            table.with_formats(bad)
+    frame = cost_network(accel_with(), layers[:2]).per_layer
+    assert list(frame["weight_format"]) == ["int", "apot"]
+    assert list(frame["act_format"]) == ["int", "int"]
 
 
 def test_linear_layer_cost():

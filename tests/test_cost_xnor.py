@@ -7,16 +7,19 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwsim.arch import XnorPopcount, load_accelerator
 from hwsim.cost import EnergyTable, LayerTable, cost_network, cost_table, memory_traffic
+from hwsim.errors import ConfigError
 
 from tests._cost_helpers import assert_memory_energy_exact, conv
 
 REPO = Path(__file__).resolve().parents[1]
 BINARY = load_accelerator(REPO / "hw_configs" / "binary_xnor.yaml")
+BIN = dict(weight_format="binary", act_format="binary")  # what the XNOR unit runs
 
 
 def binary_with(pe: int = 32, simd: int = 64, buffer_bytes: int | None = None):
@@ -47,7 +50,7 @@ def make_layer(p) -> object:
                 out_channels=p["cout"] * p["groups"], groups=p["groups"], kernel_h=p["k"],
                 kernel_w=p["k"], pad_top=p["k"] // 2, pad_left=p["k"] // 2,
                 pad_bottom=p["k"] // 2, pad_right=p["k"] // 2, stride_h=p["stride"],
-                stride_w=p["stride"], batch=p["batch"], act_bits=p["a"], weight_bits=p["w"])
+                stride_w=p["stride"], batch=p["batch"], act_bits=p["a"], weight_bits=p["w"], **BIN)
 
 
 @settings(max_examples=200, deadline=None)
@@ -61,10 +64,10 @@ def test_cycles_follow_the_folding_formula_exactly(p, pe, simd):
 
 
 def test_folding_by_hand_and_depthwise_uses_one_pe_row():
-    layer = conv(in_channels=64, out_channels=96, act_bits=1, weight_bits=1)  # 14x14 out, MW = 576, MH = 96
+    layer = conv(in_channels=64, out_channels=96, act_bits=1, weight_bits=1, **BIN)  # 14x14 out, MW = 576, MH = 96
     got = cost_network(binary_with(32, 64), [layer]).compute_cycles
     assert got == 196 * 9 * 3
-    dw = conv(in_channels=32, out_channels=32, groups=32, act_bits=1, weight_bits=1)  # MW = 9, MH = 1 per group
+    dw = conv(in_channels=32, out_channels=32, groups=32, act_bits=1, weight_bits=1, **BIN)  # MW = 9, MH = 1 per group
     assert cost_network(binary_with(32, 64), [dw]).compute_cycles == 32 * 196 * 1 * 1
     assert cost_network(binary_with(1, 64), [dw]).compute_cycles == 32 * 196
 
@@ -93,8 +96,9 @@ def test_compute_energy_is_counts_times_action_energies_exactly(p, pe, simd, ene
 
 def test_memory_energy_per_level_is_accesses_times_energies_exactly():
     accel = binary_with(16, 32, buffer_bytes=4096)
-    layers = [conv(in_channels=128, out_channels=256, act_bits=2, weight_bits=1),
-              conv(name="d", in_channels=40, out_channels=40, groups=40, act_bits=1, weight_bits=3)]
+    layers = [conv(in_channels=128, out_channels=256, act_bits=2, weight_bits=1, **BIN),
+              conv(name="d", in_channels=40, out_channels=40, groups=40, act_bits=1, weight_bits=3,
+                   **BIN)]
     frame = cost_network(accel, layers).per_layer
     assert_memory_energy_exact(accel, frame)
     table = EnergyTable.for_accelerator(accel)
@@ -107,7 +111,7 @@ def test_memory_energy_per_level_is_accesses_times_energies_exactly():
 def test_packed_traffic_scales_with_the_bits(a, w, cin, cout, pe, simd):
     # 8 x 8 input, 8-multiple channel counts: every operand is a whole number of bytes at 1 bit.
     layer = conv(in_h=8, in_w=8, in_channels=8 * cin, out_channels=8 * cout,
-                 act_bits=a, weight_bits=w)
+                 act_bits=a, weight_bits=w, **BIN)
     accel = binary_with(pe, simd, buffer_bytes=1 << 30)
     table = LayerTable.from_layers([layer])
     one = memory_traffic(accel, table.with_bits(1, 1))
@@ -128,10 +132,27 @@ def test_packed_traffic_scales_with_the_bits(a, w, cin, cout, pe, simd):
 
 
 def test_binary_layer_is_cheaper_than_int8_on_its_own_unit():
-    layer = conv(in_channels=256, out_channels=256)
+    layer = conv(in_channels=256, out_channels=256, **BIN)
     table = LayerTable.from_layers([layer])
     cols1 = cost_table(BINARY, table.with_bits(1, 1))
     cols2 = cost_table(BINARY, table.with_bits(2, 2))
     assert cols2["compute_cycles"][0] == 4 * cols1["compute_cycles"][0]
     assert cols2["energy_compute_pj"][0] > cols1["energy_compute_pj"][0]
     assert isinstance(BINARY.compute, XnorPopcount) and BINARY.compute.pe_count == 32 * 64
+
+
+def test_the_unit_runs_binary_weights_only_with_binary_or_int_activations():
+    """A uniform int weight is not a sum of +-1 planes (a 1-bit signed int is {-1, 0}): an int
+    layer on the XNOR unit is refused, whatever its widths; int activations are bit planes."""
+    layer = conv(in_channels=16, out_channels=16, act_bits=1, weight_bits=1)  # "int" formats
+    with pytest.raises(ConfigError) as err:
+        cost_network(BINARY, [layer])
+    msg = str(err.value)
+    assert "compute: layer 'c' (act_bits=1, weight_bits=1) with 'int' weights" in msg
+    assert "weight formats ['binary'] and activation formats ['binary', 'int']" in msg
+    table = LayerTable.from_layers([layer])
+    as_binary = cost_table(BINARY, table.with_formats("binary", "binary"))
+    int_acts = cost_table(BINARY, table.with_formats("binary"))
+    assert as_binary["compute_cycles"][0] == int_acts["compute_cycles"][0] > 0
+    frame = cost_network(BINARY, [replace(layer, **BIN)]).per_layer
+    assert (frame.loc[0, "weight_format"], frame.loc[0, "act_format"]) == ("binary", "binary")

@@ -93,6 +93,9 @@ def test_scalesim_convention_overcounts_when_stride_does_not_divide():
     (dict(kernel_h=11), "kernel_h"),
     (dict(kind="pool"), "kind"),
     (dict(in_h=2.5), "in_h"),
+    (dict(weight_format=""), "weight_format"),
+    (dict(act_format=None), "act_format"),
+    (dict(weight_format=4), "weight_format"),
 ])
 def test_invalid_layer_names_layer_and_field(kw, field):
     with pytest.raises(WorkloadError) as err:
@@ -118,3 +121,13 @@ def test_linear_layer_must_be_1x1():
     with pytest.raises(WorkloadError, match="linear"):
         LayerShape(name="fc", kind="linear", in_h=2, in_w=1, in_channels=4, out_channels=4,
                    kernel_h=1, kernel_w=1)
+
+
+def test_formats_default_to_int_and_are_kept():
+    layer = conv()
+    assert (layer.weight_format, layer.act_format) == ("int", "int")
+    apot = conv(weight_format="apot", weight_bits=4)
+    assert (apot.weight_format, apot.act_format, apot.weight_bits) == ("apot", "int", 4)
+    assert apot.padded().weight_format == "apot"
+    fc = linear_layer("fc", 8, 4, weight_format="binary", act_format="binary", weight_bits=1)
+    assert (fc.weight_format, fc.act_format) == ("binary", "binary")

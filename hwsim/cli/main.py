@@ -6,6 +6,7 @@ import sys
 
 from hwsim.engines.table import ENGINES
 from hwsim.errors import HwsimError
+from hwsim.flows import WEIGHT_FAMILIES
 from hwsim.ir.specs import REQUANT_MODES
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def quant_opts(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--bits", type=int, default=8, help="weight bits (default 8)")
-        sp.add_argument("--act-bits", type=int, default=None, help="activation bits (default: --bits)")
+        sp.add_argument("--weight-format", choices=list(WEIGHT_FAMILIES), default="int",
+                        help="weight number format: int (uniform, signed symmetric) or apot "
+                             "(additive powers of two: a sign bit and bits-1 magnitude bits; "
+                             "runs shift-add)")
+        sp.add_argument("--first-last-int8", action="store_true",
+                        help="keep the first and last conv/linear layers at int8 weights")
+        sp.add_argument("--act-bits", type=int, default=8, help="activation bits (default 8)")
         sp.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales")
         sp.add_argument("--requant", choices=list(REQUANT_MODES), default="dyadic",
                         help="requantization: dyadic (integer-only) or float32 (ONNX Runtime's order)")

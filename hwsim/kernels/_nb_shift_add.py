@@ -9,72 +9,54 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+@njit(cache=True, inline="always")
+def _popcount15(m):  # pragma: no cover - compiled
+    """popcount of 0 <= m < 2^15 (SWAR, branch-free)."""
+    m = m - ((m >> 1) & 0x5555)
+    m = (m & 0x3333) + ((m >> 2) & 0x3333)
+    m = (m + (m >> 4)) & 0x0F0F
+    return (m + (m >> 8)) & 0x1F
+
+
 @njit(cache=True)
 def max_popcount(w_flat):  # pragma: no cover - compiled
     """max over the codes of popcount(|w|) (|w| < 2^15)."""
     best = 0
     for i in range(w_flat.shape[0]):
-        m = abs(np.int64(w_flat[i]))
-        cnt = 0
-        while m:
-            cnt += m & 1
-            m >>= 1
-        best = max(best, cnt)
+        best = max(best, _popcount15(abs(np.int64(w_flat[i]))))
     return best
 
 
 @njit(cache=True)
-def term_table(w2, k_per_group, cg, r_n, s_n):  # pragma: no cover - compiled
-    """The shift-add terms of weight codes w2 (K, C/groups * R * S), taps in (c, r, s) order,
-    as CSR over output channels: ptr (K + 1,), then per term the absolute input channel, kernel
-    row, kernel column and signed coefficient ±2^shift (int64), ordered by tap, then shift from
-    the most significant bit down. Zero weights have no term."""
+def term_table(w2, n_bits):  # pragma: no cover - compiled
+    """The shift-add terms of weight codes w2 (K, L) (|w| < 2^n_bits <= 2^15; for a conv, L
+    runs over the taps (c, r, s) of the group), as CSR over output channels: ptr (K + 1,) int64,
+    then per term the tap j (int32) and the signed coefficient ±2^shift (int32), ordered by tap,
+    then shift from the most significant bit down. Zero weights have no term.
+
+    Branch-free fill: every weight writes n_bits slots and advances past those of its set bits
+    (the others are overwritten by the next weight's terms, or fall in the slack at the end)."""
     k_n, l_n = w2.shape
     ptr = np.zeros(k_n + 1, dtype=np.int64)
     for k in range(k_n):
         cnt = 0
         for j in range(l_n):
-            m = abs(np.int64(w2[k, j]))
-            while m:  # popcount: one iteration per set bit
-                m &= m - 1
-                cnt += 1
+            cnt += _popcount15(abs(np.int64(w2[k, j])))
         ptr[k + 1] = ptr[k] + cnt
     total = ptr[k_n]
-    ch = np.empty(total, dtype=np.int64)
-    rr = np.empty(total, dtype=np.int64)
-    ss = np.empty(total, dtype=np.int64)
-    coef = np.empty(total, dtype=np.int64)
-    rs = r_n * s_n
-    tap_c = np.empty(l_n, dtype=np.int64)
-    tap_r = np.empty(l_n, dtype=np.int64)
-    tap_s = np.empty(l_n, dtype=np.int64)
-    for j in range(l_n):
-        tap_c[j] = j // rs
-        tap_r[j] = (j % rs) // s_n
-        tap_s[j] = j % s_n
+    tap = np.empty(total + n_bits, dtype=np.int32)
+    coef = np.empty(total + n_bits, dtype=np.int32)
+    t = 0
     for k in range(k_n):
-        t = ptr[k]
-        c0 = (k // k_per_group) * cg
         for j in range(l_n):
             v = np.int64(w2[k, j])
             m = abs(v)
-            cnt = 0
-            mm = m
-            while mm:
-                mm &= mm - 1
-                cnt += 1
-            # lowest set bit first, written backwards: the terms end up most significant first
-            pos = t + cnt - 1
-            while m:
-                low = m & -m
-                ch[pos] = c0 + tap_c[j]
-                rr[pos] = tap_r[j]
-                ss[pos] = tap_s[j]
-                coef[pos] = -low if v < 0 else low
-                m ^= low
-                pos -= 1
-            t += cnt
-    return ptr, ch, rr, ss, coef
+            sign = -1 if v < 0 else 1
+            for b in range(n_bits - 1, -1, -1):
+                tap[t] = j
+                coef[t] = sign << b
+                t += (m >> b) & 1
+    return ptr, tap[:total], coef[:total]
 
 
 @njit(cache=True)
@@ -99,16 +81,17 @@ NARROW, WIDE, SAFE = 0, 1, 2  # adder implementations of saturate_terms (see the
 
 
 @njit(cache=True)
-def saturate_terms(xq, ptr, ch, rr, ss, coef, bias, sh, dh, dw, lo, hi, kind, plane, flags,
-                   out):  # pragma: no cover - compiled
+def saturate_terms(xq, ptr, tap, coef, tap_off, k_per_group, bias, sh, lo, hi, kind, plane,
+                   flags, out):  # pragma: no cover - compiled
     """Saturating shift-add accumulation: for output (n, k, oh, ow), value = clip(bias[k]), then
     for each term t of channel k in table order, value = clip(value + coef[t] * xc) with xc the
-    centred input at (ch[t], oh*sh + rr[t]*dh, ow*sw + ss[t]*dw) of the padded input (padding
-    holds 0, which adds nothing and never clips). Returns the number of output elements where
-    some step clipped.
+    centred input under tap tap[t] (padding holds 0, which adds nothing and never clips).
+    Returns the number of output elements where some step clipped.
 
     xq: (N, C, sw, Hp, Wq) centred padded input in column phases (see center_pad_phases).
-    ptr, ch, rr, ss, coef: the term table (see term_table). out: (N, K, OH, OW) int64.
+    ptr, tap, coef: the term table (see term_table). tap_off: (L,) int64, offset in xq[n] of
+    the input under tap j for output (0, 0) of a channel of group 0: ((c*sw + (s*dw) % sw)*Hp
+    + r*dh)*Wq + (s*dw) // sw for tap j = (c, r, s). out: (N, K, OH, OW) int64.
     plane, flags: scratch of OH * Wq elements, same dtype as xq.
     kind: NARROW: xq, plane, flags are int32 and the caller proved 2^(bits-1) + |term| < 2^31,
         so value + term is exact in int32 (16 lanes per AVX-512 vector); WIDE: int64, the
@@ -121,34 +104,34 @@ def saturate_terms(xq, ptr, ch, rr, ss, coef, bias, sh, dh, dw, lo, hi, kind, pl
     table order, so the result is the element-by-element definition. flags[j] != 0 marks a
     clipped step (an OR of value-before-clip minus value-after-clip).
     """
-    n_b = xq.shape[0]
-    sw = xq.shape[2]
-    wq = xq.shape[4]
+    n_b, c_n, sw, hp, wq = xq.shape
+    xflat = xq.reshape(-1)
     k_n = ptr.shape[0] - 1
+    cg = c_n * k_per_group // k_n  # input channels per group
     oh_n, ow_n = out.shape[2], out.shape[3]
     if sh == 1:
         n_rows, row_len = 1, (oh_n - 1) * wq + ow_n
     else:
         n_rows, row_len = oh_n, ow_n
+    chan = sw * hp * wq  # elements of one input channel in xq
     lo32, hi32 = np.int32(max(lo, -(1 << 31))), np.int32(min(hi, (1 << 31) - 1))
     overflows = 0
     for n in range(n_b):
         for k in range(k_n):
+            base = (n * c_n + (k // k_per_group) * cg) * chan
             b = bias[k]
             v0 = min(max(b, lo), hi)
             plane[:] = v0  # NARROW: v0 fits int32 (bits <= 31)
             flags[:] = 1 if v0 != b else 0
             for t in range(ptr[k], ptr[k + 1]):
-                d = coef[t]
-                off = ss[t] * dw
-                src_plane = xq[n, ch[t], off % sw].reshape(-1)
-                base = rr[t] * dh * wq + off // sw
+                d = np.int64(coef[t])
+                d32 = np.int32(coef[t])
+                o = base + tap_off[tap[t]]
                 for i in range(n_rows):
-                    src = src_plane[base + i * sh * wq: base + i * sh * wq + row_len]
+                    src = xflat[o + i * sh * wq: o + i * sh * wq + row_len]
                     dst = plane[i * wq: i * wq + row_len]
                     fl = flags[i * wq: i * wq + row_len]
                     if kind == NARROW:
-                        d32 = np.int32(d)
                         for j in range(row_len):
                             u = np.int32(dst[j] + d32 * src[j])
                             c = min(max(u, lo32), hi32)

@@ -17,7 +17,7 @@ Paths:
   again `conv2d_int` (with a wrapping accumulator of the same width, which then never wraps).
 - saturate otherwise: a numba datapath kernel (`_nb_shift_add.saturate_terms`) that walks the
   terms in the defined order with a saturating adder, from a per-call term table (CSR per
-  output channel: input channel, kernel row, kernel column, coefficient ±2^s).
+  output channel: tap, coefficient ±2^s).
 
 (Since all terms of one product share its sign, this saturating datapath in fact equals the
 multiply-then-add saturating conv2d_int for every input; the datapath kernel is kept as the
@@ -81,18 +81,20 @@ def _saturate_datapath(fn, x, xzp, w, b, stride, pads, dilation, groups, acc, ax
     reach = (1 << (acc.bits - 1)) + top_term  # bound on |value + term| before the clip
     kind = _nb.NARROW if reach < (1 << 31) else _nb.WIDE if reach < (1 << 63) else _nb.SAFE
     dtype = np.int32 if kind == _nb.NARROW else np.int64
-    ptr, ch, rr, ss, coef = _nb.term_table(np.ascontiguousarray(w).reshape(k_n, -1),
-                                           k_n // groups, cg, r_n, s_n)
+    ptr, tap, coef = _nb.term_table(np.ascontiguousarray(w).reshape(k_n, -1), max_w.bit_length())
     pt, pl, pb, pr = pads
     sw = stride[1]
-    wq = -(-(w_n + pl + pr) // sw)
-    xq = np.zeros((n_b, c_n, sw, h_n + pt + pb, wq), dtype=dtype)
+    hp, wq = h_n + pt + pb, -(-(w_n + pl + pr) // sw)
+    xq = np.zeros((n_b, c_n, sw, hp, wq), dtype=dtype)
     _nb.center_pad_phases(np.ascontiguousarray(x), np.int64(xzp), pt, pl, xq)
+    c, r, s = np.meshgrid(np.arange(cg), np.arange(r_n) * dilation[0], np.arange(s_n) * dilation[1],
+                          indexing="ij")  # taps in (c, r, s) order; r, s already dilated
+    tap_off = (((c * sw + s % sw) * hp + r) * wq + s // sw).reshape(-1).astype(np.int64)
     values = np.empty(out_shape, dtype=np.int64)
     scratch = out_shape[2] * wq
-    overflows = _nb.saturate_terms(xq, ptr, ch, rr, ss, coef, b, stride[0], dilation[0],
-                                   dilation[1], np.int64(acc.min_value), np.int64(acc.max_value),
-                                   kind, np.empty(scratch, dtype), np.empty(scratch, dtype), values)
+    overflows = _nb.saturate_terms(xq, ptr, tap, coef, tap_off, k_n // groups, b, stride[0],
+                                   np.int64(acc.min_value), np.int64(acc.max_value), kind,
+                                   np.empty(scratch, dtype), np.empty(scratch, dtype), values)
     return AccumResult(values, int(overflows))
 
 

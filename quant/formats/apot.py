@@ -531,9 +531,9 @@ def fit_apot(x: np.ndarray, fmt: APoTFormat) -> APoTParams:
       ``MSE_GRID`` ratios of ``max|x|``, then ``MSE_REFINE_PASSES`` finer local grids around the
       best (deterministic); finally the max alpha is compared exactly and kept unless the
       searched alpha is strictly better, so "mse" is never worse than "max" on ``x``.
-    Alphas are rounded to float32.  A slice with nothing to represent (all zero; unsigned: no
-    positive value) gets ``alpha = 1.0`` (every value then quantizes to 0, exactly or as the
-    nearest level).  Returns APoTParams with alpha shape (K,) and axis 0 per channel, () and
+    Alphas are rounded to float32.  A slice with nothing to represent (all zero, or max|x| below
+    the smallest normal float32; unsigned: no positive value) gets ``alpha = 1.0``, so all its
+    values quantize to code 0 and no alpha is 0 or NaN.  Returns APoTParams with alpha shape (K,) and axis 0 per channel, () and
     None per tensor.  Cost: a sort of each slice plus O(2^B log N) per candidate alpha.
     """
     xf = _check_fit_input(x, fmt, "fit_apot")
@@ -652,19 +652,21 @@ def _ste_function() -> Any:
             w64 = w.detach().to(torch.float64)
             a64 = alpha.detach().to(torch.float64)
             a_b = a64.reshape((-1,) + (1,) * (w.dim() - 1)) if a64.dim() == 1 else a64
-            t = w64 / a_b                                   # w / alpha
-            lv = torch.as_tensor(fmt.levels, dtype=torch.float64, device=w.device)
-            mids = torch.as_tensor(_midpoints(fmt.magnitude_bits), dtype=torch.float64,
-                                   device=w.device)
-            # u = |w| / scale as in APoTParams.quantize; right=False: ties -> lower level.
-            u = (w64.abs() if fmt.signed else w64.clamp(min=0.0)) / (a_b / fmt.level_max)
-            q = lv[torch.bucketize(u, mids, right=False)] / fmt.level_max
+            scale = a_b / fmt.level_max
+            # The same float64 steps as _nearest_codes (u = |w| / scale, table on ceil(2u)), so
+            # the forward equals APoTParams.fake_quantize bit for bit before the final cast.
+            table = torch.from_numpy(_level_table(fmt.magnitude_bits).copy()).to(w.device)
+            u = (w64.abs() if fmt.signed else w64.clamp(min=0.0)) / scale
+            idx = torch.ceil(u * 2.0).clamp(0.0, table.shape[0] - 1).to(torch.long)
+            codes = table[idx]
             if fmt.signed:
-                q = torch.where(w64 < 0, -q, q)
-            ctx.save_for_backward(t, q)
+                codes = torch.where(w64 < 0, -codes, codes)
+            codes = codes.to(torch.float64)
+            ctx.save_for_backward(w64 / a_b, codes / fmt.level_max)   # t = w / alpha, q(t)
             ctx.alpha_dim = a64.dim()
+            ctx.alpha_dtype = alpha.dtype
             ctx.signed = fmt.signed
-            return (q * a_b).to(w.dtype)
+            return (codes * scale).to(w.dtype)
 
         @staticmethod
         def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, ...]:
@@ -683,7 +685,7 @@ def _ste_function() -> Any:
                 grad_alpha = per_elem.reshape(per_elem.shape[0], -1).sum(dim=1)
             else:
                 grad_alpha = per_elem.sum()
-            return grad_w.to(grad.dtype), grad_alpha, None
+            return grad_w.to(grad.dtype), grad_alpha.to(ctx.alpha_dtype), None
 
     return _APoTSTE
 
@@ -693,9 +695,10 @@ def apot_fake_quant(w: torch.Tensor, alpha: torch.Tensor | float,
     """Straight-through APoT fake quantization with the reparameterized clipping gradient.
 
     Forward: ``alpha · q(w / alpha)`` with ``q(t) = sign(t) · Proj(|clip(t, -1, 1)|)`` (unsigned:
-    ``Proj(clip(t, 0, 1))``), the same levels and tie rule as ``APoTParams.quantize``, computed in
-    float64 and cast to ``w.dtype``; it equals ``APoTParams(alpha, ...).fake_quantize(w)`` up to
-    that cast.  ``w``: floating-point tensor, any shape (axis 0 = output channels); ``alpha``: a
+    ``Proj(clip(t, 0, 1))``), computed with the same float64 steps, levels and tie rule as
+    ``APoTParams.quantize``, so it is ``APoTParams(alpha, ...).fake_quantize(w)`` exactly (for
+    the same float64 alpha values; fitted alphas are float32-representable), cast to ``w.dtype``.
+    ``w``: floating-point tensor, any shape (axis 0 = output channels); ``alpha``: a
     tensor (or number) of shape () or (K,) with K = ``w.shape[0]``, finite and > 0, may require
     grad.
 
