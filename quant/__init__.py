@@ -12,7 +12,7 @@ from typing import Any
 
 from quant.binary_input import BinaryInput
 from quant.errors import CalibrationError, QuantError, UnsupportedOpError
-from quant.formats import (BinaryFormat, BinaryParams, FormatEntry, IntFormat, QuantParams,
+from quant.formats import (APoTFormat, APoTParams, BinaryFormat, BinaryParams, FormatEntry, IntFormat, QuantParams,
                            binary_fake_quant, encode_binary, fit_binary, fit_int_params,
                            fit_params, format_family, register_format, registered_formats)
 from quant.graph import LayerGraph, LayerRecord
@@ -58,6 +58,8 @@ sys.modules[__name__].__class__ = _Package
 
 
 __all__ = [
+    "APoTFormat",
+    "APoTParams",
     "ActivationObserver",
     "BinaryFormat",
     "BinaryInput",

@@ -1,5 +1,7 @@
 """Number formats: one module per family, each registered once in ``registry``'s table."""
 
+from quant.formats.apot import (APoTFormat, APoTParams, apot_fake_quant, apot_levels,
+                                apot_terms, fit_apot, fit_apot_output_error)
 from quant.formats.binary import (BinaryFormat, BinaryParams, binary_fake_quant, encode_binary,
                                   fit_binary)
 from quant.formats.registry import (
@@ -38,8 +40,23 @@ register_format(FormatEntry(
     code_scale=lambda params: None,
     fake_quant=binary_fake_quant,
     check_weight=_binary_weight_problem))
+register_format(FormatEntry(
+    name="apot", format_type=APoTFormat, fit=fit_apot,
+    encode=lambda params, x: params.quantize(x),
+    decode=lambda params, codes: params.dequantize(codes),
+    storage_bits=lambda fmt: fmt.storage_bits,
+    code_scale=lambda params: params.scale,
+    fake_quant=straight_through,  # a learnable clipping threshold: apot_fake_quant(w, alpha, fmt)
+    check_weight=lambda fmt: None if fmt.signed else "APoT weights are signed (signed=True)"))
 
 __all__ = [
+    "APoTFormat",
+    "APoTParams",
+    "apot_fake_quant",
+    "apot_levels",
+    "apot_terms",
+    "fit_apot",
+    "fit_apot_output_error",
     "BinaryFormat",
     "BinaryParams",
     "FormatEntry",
