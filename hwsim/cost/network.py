@@ -106,9 +106,10 @@ def cost_table(accel: Accelerator, table: LayerTable) -> dict[str, np.ndarray]:
     Columns: macs, ``<action>_actions`` per compute action of the units used (``mac_actions``
     for a MAC array; ``xnor_actions``, ``popcount_bit_actions``, ``accumulate_actions`` for an
     XNOR unit; ``shift_actions``, ``add_actions``, ``accumulate_actions`` for a shift-add unit;
-    0 on layers of other units; two kinds' actions of the same name share a column), passes, compute_cycles, stall_cycles, total_cycles,
-    latency_s, ``<level>_read_bytes``/``_write_bytes``/``_read_accesses``/``_write_accesses``
-    per level, energy_compute_pj, ``energy_<level>_pj``, energy_total_pj, utilization.
+    0 on layers of other units; two kinds' actions of the same name share a column), passes,
+    compute_cycles, stall_cycles, total_cycles, latency_s,
+    ``<level>_read_bytes``/``_write_bytes``/``_read_accesses``/``_write_accesses`` per level,
+    energy_compute_pj, ``energy_<level>_pj``, energy_total_pj, utilization.
     """
     return _columns(accel, table)[0]
 

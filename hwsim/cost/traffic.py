@@ -4,9 +4,9 @@ Model (documented here, tested in tests/test_cost_traffic.py):
 
 DRAM <-> buffers (one fetch per tile):
   Operand sizes are ``ceil(elements * bits / 8)`` at the layer's code widths (`act_bits`,
-  `weight_bits`: a 4-bit APoT or binary-plane weight moves as 4 bits, whatever its decoded
-  value); the input is unpadded (padding is made on chip), outputs leave at ``act_bits``. Each operand may use its buffer's capacity (a buffer holding n
-  operands gives each 1/n). If ifmap or filters fit, both are read from DRAM once. Otherwise the
+  `weight_bits`: a 4-bit APoT weight moves as 4 bits, whatever its decoded integer level);
+  the input is unpadded (padding is made on chip), outputs leave at ``act_bits``. Each operand
+  may use its buffer's capacity (a buffer holding n operands gives each 1/n). If ifmap or filters fit, both are read from DRAM once. Otherwise the
   cheaper of two loop orders is taken: keep filter chunks resident and re-stream the ifmap once
   per chunk (``W + ceil(W/cap_filter) * I``), or keep ifmap chunks resident and re-stream the
   filters (``I + ceil(I/cap_ifmap) * W``). Outputs are written once.
@@ -17,9 +17,8 @@ DRAM <-> buffers (one fetch per tile):
 Buffers <-> array: the compute unit's `array_accesses` (element counts of one group's GEMM),
   times groups and bit passes; ifmap and filters at the unit's `array_operand_bits` per pass
   (a MAC array or shift-add unit: `act_bits` and `weight_bits`; an XNOR unit: 1 bit per plane),
-  partial sums and
-  outputs at `acc_bits` times the unit's `output_passes` (requantization happens on the way out
-  to DRAM). Each buffer is also written by its DRAM fills and read by its DRAM drains.
+  partial sums and outputs at `acc_bits` times the unit's `output_passes` (requantization
+  happens on the way out to DRAM). Each buffer is also written by its DRAM fills and read by its DRAM drains.
 """
 
 from __future__ import annotations

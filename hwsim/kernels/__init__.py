@@ -118,3 +118,21 @@ __all__ += [
     "prepare_conv2d_pairs",
     "prepare_linear_pairs",
 ]
+
+from hwsim.kernels.shift_add import (  # noqa: E402  (APoT weights on a shift-add datapath)
+    conv2d_shift_add,
+    linear_shift_add,
+    shift_add_terms,
+)
+from hwsim.kernels.reference import (  # noqa: E402
+    conv2d_shift_add_reference,
+    linear_shift_add_reference,
+)
+
+__all__ += [
+    "conv2d_shift_add",
+    "conv2d_shift_add_reference",
+    "linear_shift_add",
+    "linear_shift_add_reference",
+    "shift_add_terms",
+]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+
 @njit(cache=True, inline="always")
 def _popcount15(m):  # pragma: no cover - compiled
     """popcount of 0 <= m < 2^15 (SWAR, branch-free)."""
@@ -25,6 +26,22 @@ def max_popcount(w_flat):  # pragma: no cover - compiled
     for i in range(w_flat.shape[0]):
         best = max(best, _popcount15(abs(np.int64(w_flat[i]))))
     return best
+
+
+@njit(cache=True)
+def abs_row_sums(w2):  # pragma: no cover - compiled
+    """(sum_j |w2[k, j]| per row as int64 (K,), max |w2|) in one pass, no temporaries."""
+    k_n, l_n = w2.shape
+    sums = np.zeros(k_n, dtype=np.int64)
+    top = np.int64(0)
+    for k in range(k_n):
+        acc = np.int64(0)
+        for j in range(l_n):
+            m = abs(np.int64(w2[k, j]))
+            acc += m
+            top = max(top, m)
+        sums[k] = acc
+    return sums, top
 
 
 @njit(cache=True)

@@ -23,8 +23,9 @@ Paths:
 multiply-then-add saturating conv2d_int for every input; the datapath kernel is kept as the
 model of the hardware, and the tests check both equalities.)
 
-The kernel path needs every term to fit int64: A·2^(top bit of max|w|) < 2^63, else KernelError
-(the wrap path has `conv2d_int`'s own int64 limit on the exact sum).
+The kernel path needs every term to fit int64: A·2^(top bit of max|w|) < 2^63, else KernelError;
+the exact-sum path needs A·max_k Σ|w[k]| < 2^63 (`conv2d_int`'s limit; a bias near ±2^63 is
+added in Python ints). Neither limit can be reached with 8- or 16-bit codes.
 """
 
 from __future__ import annotations
@@ -60,20 +61,47 @@ def _max_abs_centered(x: np.ndarray, zp: int) -> int:
     return max(int(x.max()) - zp, zp - int(x.min()), 0)
 
 
-def _no_step_can_clip(ax: int, w: np.ndarray, bias: np.ndarray, acc: AccumulatorSpec) -> bool:
-    """The bound of the module docstring, per output channel, in Python ints."""
+def _plan(x: np.ndarray, xzp: int, w: np.ndarray, bias: np.ndarray,
+          acc: AccumulatorSpec) -> tuple[bool, int, int, int]:
+    """(whether the numba datapath must run, A = max |x - x_zp|, max_k Σ|w[k]|, max |w|): the
+    datapath runs in saturate mode unless the bound of the module docstring holds (checked per
+    output channel, in Python ints)."""
+    ax = _max_abs_centered(x, xzp)
     k = w.shape[0]
-    wsum = np.abs(w.reshape(k, -1).astype(np.int64)).sum(axis=1).tolist()
+    sums, max_w = _nb.abs_row_sums(np.ascontiguousarray(w).reshape(k, -1))
+    wsum = sums.tolist()
     hi = acc.max_value
-    return all(abs(b) + ax * s <= hi for b, s in zip(bias.tolist(), wsum))
+    datapath = acc.mode == "saturate" and not all(abs(b) + ax * s <= hi
+                                                  for b, s in zip(bias.tolist(), wsum))
+    return datapath, ax, max(wsum), int(max_w)
 
 
-def _saturate_datapath(fn, x, xzp, w, b, stride, pads, dilation, groups, acc, ax, out_shape) -> AccumResult:
+def _exact_path(run, out_shape: tuple, bias: np.ndarray, bias_axes: tuple,
+                acc: AccumulatorSpec, ax: int, wsum_max: int, empty: bool) -> AccumResult:
+    """The exact sums wrapped to acc.bits (wrap mode, or saturate where nothing can clip).
+    run(bias, spec) is conv2d_int / linear_int on the operands. When |bias| near 2^63 could
+    carry bias + sum out of int64 (conv2d_int refuses that), the sums are taken without the
+    bias and finished in Python ints; so is an empty reduction (no input channels), which
+    conv2d_int does not take."""
+    spec = AccumulatorSpec(acc.bits, "wrap")
+    max_bias = max((abs(v) for v in bias.tolist()), default=0)
+    if ax * wsum_max + max_bias <= _I64_LIMIT and not empty:
+        return run(bias, spec)
+    # exact: |sum| <= ax * wsum_max
+    sums = np.zeros(out_shape, np.int64) if empty else run(None, AccumulatorSpec(64, "wrap")).values
+    exact = sums.astype(object) + np.expand_dims(bias.astype(object), bias_axes)
+    lo, hi, half = acc.min_value, acc.max_value, 1 << (acc.bits - 1)
+    overflows = int(((exact < lo) | (exact > hi)).sum())
+    values = ((exact + half) % (2 * half) - half).astype(np.int64)
+    return AccumResult(values, overflows)
+
+
+def _saturate_datapath(fn, x, xzp, w, b, stride, pads, dilation, groups, acc, ax, max_w,
+                       out_shape) -> AccumResult:
     """The saturating shift-add datapath (numba), terms in the defined order."""
     n_b, k_n, _, _ = out_shape
     _, c_n, h_n, w_n = x.shape
     _, cg, r_n, s_n = w.shape
-    max_w = int(np.abs(w.astype(np.int64)).max()) if w.size else 0
     top_term = ax << (max_w.bit_length() - 1) if max_w else 0
     if top_term > _I64_LIMIT:
         raise KernelError(f"{fn}: a shift-add term may exceed int64 (max |x - x_zp| = {ax}, "
@@ -96,12 +124,6 @@ def _saturate_datapath(fn, x, xzp, w, b, stride, pads, dilation, groups, acc, ax
                                    np.int64(acc.min_value), np.int64(acc.max_value), kind,
                                    np.empty(scratch, dtype), np.empty(scratch, dtype), values)
     return AccumResult(values, int(overflows))
-
-
-def _uses_datapath(x, xzp, w, b, acc) -> tuple[bool, int]:
-    """(whether the numba datapath must run, max |x - x_zp|)."""
-    ax = _max_abs_centered(x, xzp)
-    return acc.mode == "saturate" and not _no_step_can_clip(ax, w, b, acc), ax
 
 
 def conv2d_shift_add(
@@ -127,10 +149,11 @@ def conv2d_shift_add(
     fn = "conv2d_shift_add"
     x, xzp, w, b, st, pd, dl, g, acc, out_shape = conv_operands(
         fn, x, x_zp, w, bias, stride, padding, dilation, groups, acc)
-    datapath, ax = _uses_datapath(x, xzp, w, b, acc)
+    datapath, ax, wsum_max, max_w = _plan(x, xzp, w, b, acc)
     if datapath:
-        return _saturate_datapath(fn, x, xzp, w, b, st, pd, dl, g, acc, ax, out_shape)
-    return conv2d_int(x, xzp, w, None, b, st, pd, dl, g, AccumulatorSpec(acc.bits, "wrap"))
+        return _saturate_datapath(fn, x, xzp, w, b, st, pd, dl, g, acc, ax, max_w, out_shape)
+    return _exact_path(lambda bias, spec: conv2d_int(x, xzp, w, None, bias, st, pd, dl, g, spec),
+                       out_shape, b, (0, 2, 3), acc, ax, wsum_max, w.size == 0)
 
 
 def linear_shift_add(
@@ -145,13 +168,14 @@ def linear_shift_add(
     most significant first. Returns AccumResult with values int64 (N, out)."""
     fn = "linear_shift_add"
     x, xzp, w, b, acc = linear_operands(fn, x, x_zp, w, bias, acc)
-    datapath, ax = _uses_datapath(x, xzp, w, b, acc)
+    datapath, ax, wsum_max, max_w = _plan(x, xzp, w, b, acc)
     if not datapath:
-        return linear_int(x, xzp, w, None, b, AccumulatorSpec(acc.bits, "wrap"))
+        return _exact_path(lambda bias, spec: linear_int(x, xzp, w, None, bias, spec),
+                           (x.shape[0], w.shape[0]), b, (0,), acc, ax, wsum_max, w.size == 0)
     n, n_in = x.shape
     n_out = w.shape[0]
     # A linear layer is a 1x1 conv of the batch laid out as pixels: (1, in, N, 1) -> (1, out, N, 1).
     x4 = np.ascontiguousarray(x.T).reshape(1, n_in, n, 1)
     res = _saturate_datapath(fn, x4, xzp, w.reshape(n_out, n_in, 1, 1), b, (1, 1), (0, 0, 0, 0),
-                             (1, 1), 1, acc, ax, (1, n_out, n, 1))
+                             (1, 1), 1, acc, ax, max_w, (1, n_out, n, 1))
     return AccumResult(np.ascontiguousarray(res.values.reshape(n_out, n).T), res.overflow_count)

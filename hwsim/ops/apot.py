@@ -4,8 +4,11 @@ A weight code is an integer level ``w = ±L`` whose magnitude has at most ``term
 (APoT, "Additive Powers-of-Two Quantization", ICLR 2020), so ``x · w = ±Σ_t (x << s_t)``: the
 datapath adds one shifted input per set bit into an adder of ``accumulator.bits`` bits, most
 significant term first, in the order bias, then c, r, s (``hwsim.kernels.shift_add``). Wrap
-mode gives the exact sum wrapped; saturate clips after every term. Then requantization per
-output channel, as for conv2d (the clipping threshold alpha / L_max is the weight scale).
+mode gives the exact sum wrapped; saturate clips after every term. (The terms of one product
+share its sign, so clipping them one by one equals clipping the product once: in this order
+the datapath saturates exactly like a multiplier's accumulator; a bit-plane-major schedule
+would not.) Then requantization per output channel, as for conv2d (the clipping threshold
+alpha / L_max is the weight scale).
 
 Fast: when the adder wraps, or when a bound proves it can never saturate (``|bias| + max|x -
 zp_x| · Σ|w|`` within range for every output channel), the exact sum is one prepared integer
