@@ -87,6 +87,7 @@ def small_program(seed: int, act=np.uint8, *, bits: int = 8, weights=np.int8, ba
                   **rq(x.scale * s_w.astype(np.float64) / out.scale,
                        ort_output_scale(x.scale, s_w, out.scale))}
         attrs = {"accumulator": {"bits": 32, "mode": accumulator}, "input_zero_point": x.zero_point,
+                 "weight_bits": 8,
                  "requant": {"mode": requant, "clamp": clamp(out, activation)}, **extra_attrs}
         program.add(Node(name, op, (src,), out_shape, out, attrs, arrays))
 

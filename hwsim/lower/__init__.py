@@ -14,7 +14,7 @@ from typing import Any
 from hwsim.engines.table import ENGINES, PYTORCH_ENGINES
 from hwsim.errors import ProgramError
 from hwsim.ir import IntProgram, check_program
-from hwsim.ir.specs import AccumulatorConfig, AccumulatorMode, RequantMode
+from hwsim.ir.specs import ACCUMULATOR_MODES, AccumulatorConfig, AccumulatorMode, RequantMode
 from hwsim.lower import apot, binary, records, uniform  # noqa: F401  (register the lowerings)
 from hwsim.lower.context import LoweringContext
 from hwsim.lower.engines import engine_choice, with_engine
@@ -26,8 +26,6 @@ __all__ = ["lower", "LoweringContext", "WeightLowering", "register_weight_loweri
            "register_record_lowering", "unregister_weight_lowering", "ENGINES",
            "PYTORCH_ENGINES"]
 
-_PROGRAM_ACCUMULATOR_MODES = (AccumulatorMode.WRAP.value, AccumulatorMode.SATURATE.value)
-
 
 def lower(qm: Any, *, requant: str = "dyadic", accumulator_bits: int = 32,
           accumulator_mode: str = "wrap", name: str = "program", engine: str | None = None,
@@ -37,7 +35,7 @@ def lower(qm: Any, *, requant: str = "dyadic", accumulator_bits: int = 32,
 
     `requant`: "dyadic" (integer-only) or "float32" (ONNX Runtime's float order).
     `accumulator_bits`/`accumulator_mode`: the accumulator of every conv/linear ("wrap" or
-    "saturate" at every step; for shift-add layers, the adder).
+    "saturate" at every step, or "int16_pairs"; for shift-add layers, the adder).
     `engine` (every uniform conv/linear) or `layer_engines` (per layer name, taking precedence):
     compute those layers exactly as a real integer engine does (`hwsim.engines.table`): "ort"
     (ONNX Runtime's QLinearConv/QLinearMatMul: float32 requantization and, for u8 x s8
@@ -51,8 +49,8 @@ def lower(qm: Any, *, requant: str = "dyadic", accumulator_bits: int = 32,
     except ValueError:
         raise ProgramError(f"requant must be one of {[m.value for m in RequantMode]}, "
                            f"got {requant!r}") from None
-    if accumulator_mode not in _PROGRAM_ACCUMULATOR_MODES:
-        raise ProgramError(f"accumulator_mode must be one of {_PROGRAM_ACCUMULATOR_MODES}, "
+    if accumulator_mode not in ACCUMULATOR_MODES:
+        raise ProgramError(f"accumulator_mode must be one of {ACCUMULATOR_MODES}, "
                            f"got {accumulator_mode!r}")
     if isinstance(accumulator_bits, bool) or not isinstance(accumulator_bits, int) \
             or not 8 <= accumulator_bits <= 64:
