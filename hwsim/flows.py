@@ -30,15 +30,25 @@ class QuantizedFlow:
 WEIGHT_FAMILIES = ("int", "apot")  # the families a bit width alone configures (CLI --weight-format)
 
 
-def weight_format(family: str, bits: int, per_channel: bool = True) -> Any:
+WEIGHT_CLIPPINGS = ("minmax", "mse")
+
+
+def weight_format(family: str, bits: int, per_channel: bool = True,
+                  clipping: str | None = None) -> Any:
     """The weight format of `family` at `bits` bits: "int" (signed symmetric uniform) or
-    "apot" (signed APoT: a sign bit and bits - 1 magnitude bits; alpha by MSE search)."""
+    "apot" (signed APoT: a sign bit and bits - 1 magnitude bits). `clipping`: the range from
+    the largest magnitude ("minmax") or by MSE search ("mse"); None: the family's default
+    (int: minmax, apot: mse, as in the APoT paper's post-training setting)."""
     import quant
 
+    if clipping is not None and clipping not in WEIGHT_CLIPPINGS:
+        raise HwsimError(f"weight clipping must be one of {list(WEIGHT_CLIPPINGS)}, got {clipping!r}")
     if family == "int":
-        return quant.IntFormat(bits=bits, signed=True, symmetric=True, per_channel=per_channel)
+        return quant.IntFormat(bits=bits, signed=True, symmetric=True, per_channel=per_channel,
+                               clipping=clipping or "minmax")
     if family == "apot":
-        return quant.APoTFormat(bits=bits, signed=True, per_channel=per_channel)
+        return quant.APoTFormat(bits=bits, signed=True, per_channel=per_channel,
+                                clipping={"minmax": "max"}.get(clipping, "mse"))
     raise HwsimError(f"unknown weight format {family!r}; expected one of {list(WEIGHT_FAMILIES)}")
 
 
@@ -46,12 +56,13 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
                        per_channel: bool = True, requant: str = "dyadic",
                        accumulator_bits: int = 32, accumulator_mode: str = "wrap",
                        image_size: int = 224, engine: str | None = None,
-                       weight_family: str = "int", first_last_int8: bool = False) -> QuantizedFlow:
+                       weight_family: str = "int", first_last_int8: bool = False,
+                       weight_clipping: str | None = None) -> QuantizedFlow:
     """Quantize a built-in model: weights of `weight_family` ("int": signed symmetric uniform,
     "apot": additive powers of two) at `bits` bits, per channel by default; activations
     `act_bits`-bit (default: `bits`) unsigned asymmetric per tensor, min-max ranges.
     `first_last_int8`: the first and last conv/linear layers keep int8 per-channel weights (the
-    usual practice for low-bit networks). `engine`: compute every uniform conv/linear as that
+    usual practice for low-bit networks). `weight_clipping`: see `weight_format`. `engine`: compute every uniform conv/linear as that
     real engine does (see `hwsim.lower.lower`)."""
     import quant
     from hwsim import zoo
@@ -69,7 +80,7 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
         int8 = weight_format("int", 8, per_channel)
         layer_weight = {weighted[0]: int8, weighted[-1]: int8}
     config = quant.QuantConfig(
-        weight=weight_format(weight_family, bits, per_channel),
+        weight=weight_format(weight_family, bits, per_channel, weight_clipping),
         activation=quant.IntFormat(bits=act_bits or bits, signed=False, symmetric=False,
                                    per_channel=False),
         layer_weight=layer_weight,

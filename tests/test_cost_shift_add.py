@@ -258,15 +258,15 @@ def test_hetero_routes_apot_layers_to_the_shift_add_unit():
 
     assert "apot" in registered_formats()
     accel = load_accelerator(HETERO)
-    assert accel.default_unit == "int8_array" and list(accel.units) == ["int8_array", "apot"]
-    assert accel.rules[-1].unit == "apot" and accel.rules[-1].format == "apot"
+    assert accel.default_unit == "int8_array" and list(accel.units) == ["int8_array", "shift_add"]
+    assert accel.rules[-1].unit == "shift_add" and accel.rules[-1].format == "apot"
     layers = builtin_workload("resnet18", input_hw=32)
     last = len(layers) - 1
     kept_int = {0, 5, last}
     layers = [l if i in kept_int else replace(l, weight_bits=4, weight_format="apot")
               for i, l in enumerate(layers)]
     frame = cost_network(accel, layers).per_layer
-    expected = ["int8_array" if i in kept_int else "apot" for i in range(len(layers))]
+    expected = ["int8_array" if i in kept_int else "shift_add" for i in range(len(layers))]
     assert list(frame["unit"]) == expected
     assert list(frame["weight_format"]) == [l.weight_format for l in layers]
     # An APoT first layer still runs on the array (rules are tried in order).
@@ -274,14 +274,14 @@ def test_hetero_routes_apot_layers_to_the_shift_add_unit():
     assert cost_network(accel, first_apot).per_layer["unit"].iloc[0] == "int8_array"
     # Each row is priced exactly as on a single-unit accelerator with that unit alone.
     alone = {"int8_array": replace(accel, other_units=(), rules=()),
-             "apot": replace(accel, compute=accel.unit("apot"), compute_name="", other_units=(),
+             "shift_add": replace(accel, compute=accel.unit("shift_add"), compute_name="", other_units=(),
                              rules=())}
     for i in (0, 3, 5, last):
         ref = cost_network(alone[expected[i]], [layers[i]]).per_layer.iloc[0]
         for col in ("compute_cycles", "total_cycles", "energy_compute_pj", "energy_total_pj",
                     "dram_read_bytes", "utilization", "passes"):
             assert frame.iloc[i][col] == ref[col], (i, col)
-    assert (frame.loc[frame["unit"] == "apot", "mac_actions"] == 0).all()
+    assert (frame.loc[frame["unit"] == "shift_add", "mac_actions"] == 0).all()
     assert (frame.loc[frame["unit"] == "int8_array", "shift_actions"] == 0).all()
 
 

@@ -73,7 +73,8 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
                               accumulator_bits=args.acc_bits, accumulator_mode=args.acc_mode,
                               engine=getattr(args, "engine", None),
                               weight_family=args.weight_format,
-                              first_last_int8=args.first_last_int8)
+                              first_last_int8=args.first_last_int8,
+                              weight_clipping=args.weight_clipping)
     steps.update()
     steps.set_description("execute + verify")
     evals = flow.eval_images if args.images is None else flow.eval_images[: args.images]
@@ -130,7 +131,7 @@ def demo(args: argparse.Namespace) -> int:
     from hwsim.flows import program_workload
 
     args.bits, args.act_bits, args.per_tensor = 8, 8, False
-    args.weight_format, args.first_last_int8 = "int", False
+    args.weight_format, args.first_last_int8, args.weight_clipping = "int", False, None
     args.requant, args.acc_bits, args.acc_mode = "dyadic", 32, "wrap"
     print("hwsim demo: MobileNetV2 (ImageNet weights) -> int8 per-channel -> integer program\n")
     with tqdm(total=3, unit="step", leave=False, disable=None) as steps:

@@ -6,7 +6,7 @@ import sys
 
 from hwsim.engines.table import ENGINES
 from hwsim.errors import HwsimError
-from hwsim.flows import WEIGHT_FAMILIES
+from hwsim.flows import WEIGHT_CLIPPINGS, WEIGHT_FAMILIES
 from hwsim.ir.specs import REQUANT_MODES
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="weight number format: int (uniform, signed symmetric) or apot "
                              "(additive powers of two: a sign bit and bits-1 magnitude bits; "
                              "runs shift-add)")
+        sp.add_argument("--weight-clipping", choices=list(WEIGHT_CLIPPINGS), default=None,
+                        help="weight range: minmax (largest magnitude) or mse (searched); "
+                             "default: minmax for int, mse for apot")
         sp.add_argument("--first-last-int8", action="store_true",
                         help="keep the first and last conv/linear layers at int8 weights")
         sp.add_argument("--act-bits", type=int, default=8, help="activation bits (default 8)")
