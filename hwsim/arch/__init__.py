@@ -5,7 +5,8 @@ from hwsim.arch.assign import POSITIONS, AssignRule, assign_units
 from hwsim.arch.loader import accelerator_from_dict, load_accelerator
 from hwsim.arch.shift_add import ShiftAdd, terms_per_weight  # registers the "shift_add" kind
 from hwsim.arch.units import (DATAFLOWS, UNIT_KINDS, ArrayAccesses, ComputeUnit, Operands,
-                              SystolicArray, UnitKind, register_unit_kind, unit_kind)
+                              SystolicArray, UnitKind, register_unit_kind, unit_kind,
+                              unregister_unit_kind)
 from hwsim.arch.xnor import XnorPopcount  # registers the "xnor_popcount" kind
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "register_unit_kind",
     "terms_per_weight",
     "unit_kind",
+    "unregister_unit_kind",
 ]

@@ -254,6 +254,12 @@ def register_unit_kind(entry: UnitKind) -> None:
     UNIT_KINDS[entry.kind] = entry
 
 
+def unregister_unit_kind(kind: str) -> None:
+    """Remove kind `kind` (for tests that register a toy unit)."""
+    if UNIT_KINDS.pop(kind, None) is None:
+        raise ConfigError(f"compute unit kind {kind!r} is not registered")
+
+
 def unit_kind(kind: str) -> UnitKind:
     """Look up a registered kind; a failed lookup lists the known kinds."""
     try:
