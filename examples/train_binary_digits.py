@@ -1,7 +1,7 @@
 """Train a binary CNN on sklearn's 8x8 digits with least-squares binary formats; print accuracies.
 
 Reproduces the activation study of "Least squares binary quantization of neural networks"
-(ALGORITHMS.md §3) at toy scale:
+(Pouransari, Tu, Tuzel; CVPR Workshops 2020) at toy scale:
 
 * weights of the middle (binarized) convs: LS-1 per output channel, fake-quantized in the
   forward with the straight-through estimator (latent float weights are what Adam updates);

@@ -57,12 +57,14 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
                        accumulator_bits: int = 32, accumulator_mode: str = "wrap",
                        image_size: int = 224, engine: str | None = None,
                        weight_family: str = "int", first_last_int8: bool = False,
-                       weight_clipping: str | None = None) -> QuantizedFlow:
+                       weight_clipping: str | None = None,
+                       depthwise_int8: bool = False) -> QuantizedFlow:
     """Quantize a built-in model: weights of `weight_family` ("int": signed symmetric uniform,
     "apot": additive powers of two) at `bits` bits, per channel by default; activations
     `act_bits`-bit (default: `bits`) unsigned asymmetric per tensor, min-max ranges.
     `first_last_int8`: the first and last conv/linear layers keep int8 per-channel weights (the
-    usual practice for low-bit networks). `weight_clipping`: see `weight_format`. `engine`: compute every uniform conv/linear as that
+    usual practice for low-bit networks); `depthwise_int8`: so do the depthwise convs.
+    `weight_clipping`: see `weight_format`. `engine`: compute every uniform conv/linear as that
     real engine does (see `hwsim.lower.lower`)."""
     import quant
     from hwsim import zoo
@@ -75,10 +77,13 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
     calib = zoo.sample_images("calib", size=image_size)
     evals = zoo.sample_images("eval", size=image_size)
     layer_weight = {}
-    if first_last_int8:
-        weighted = [r.name for r in quant.capture(model, calib[:1]) if r.op in ("conv2d", "linear")]
-        int8 = weight_format("int", 8, per_channel)
-        layer_weight = {weighted[0]: int8, weighted[-1]: int8}
+    if first_last_int8 or depthwise_int8:
+        records = [r for r in quant.capture(model, calib[:1]) if r.op in ("conv2d", "linear")]
+        keep = [records[0], records[-1]] if first_last_int8 else []
+        if depthwise_int8:
+            keep += [r for r in records if r.op == "conv2d" and r.weight.shape[1] == 1
+                     and int(r.attrs["groups"]) > 1]
+        layer_weight = {r.name: weight_format("int", 8, per_channel) for r in keep}
     config = quant.QuantConfig(
         weight=weight_format(weight_family, bits, per_channel, weight_clipping),
         activation=quant.IntFormat(bits=act_bits or bits, signed=False, symmetric=False,

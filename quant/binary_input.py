@@ -2,7 +2,8 @@
 come from.
 
 A binary conv2d / linear layer receives the integer codes of its input activation and turns
-them into k sign planes with scales (ALGORITHMS.md §3):
+them into k sign planes with scales ("Least squares binary quantization of neural networks",
+Pouransari, Tu, Tuzel; CVPR Workshops 2020):
 
 * ``scaling="per_sample"``: the scales are fitted on every sample at run time (the paper's
   setting; needs a unit that can fit them, e.g. a vector unit beside the XNOR array);

@@ -40,7 +40,7 @@ def conv(name: str = "c", **kw) -> LayerShape:
 
 
 def reference_cycles(dataflow: str, rows: int, cols: int, sr: int, sc: int, t: int) -> int:
-    """SCALE-Sim v3 compute cycles (ALGORITHMS.md §7) in plain Python integers."""
+    """SCALE-Sim v3 compute cycles (Samajdar et al., ISPASS 2020) in plain Python integers."""
     c = math.ceil
     if dataflow == "os":
         return c(sr / rows) * c(sc / cols) * (t + rows + cols - 2) - 1

@@ -382,8 +382,8 @@ def test_fbgemm_depthwise_seven_bit_activations_match_exact_and_pair_models():
 
 
 def test_fbgemm_depthwise_eight_bit_activations_need_tap_pairs():
-    """ALGORITHMS.md §6's 'known exception': fbgemm's depthwise kernels saturate adjacent taps in
-    int16; with that modelled, 8-bit depthwise is exact too; exact int32 math is what differs."""
+    """fbgemm's 8-bit depthwise convs: its depthwise kernels saturate adjacent taps in int16;
+    with that modelled, 8-bit depthwise is exact too; exact int32 math is what differs."""
     total = exact_mism = 0
     for case, want in _engine_cases("fbgemm", "dw8"):
         got, _ = case.hwsim("fbgemm")

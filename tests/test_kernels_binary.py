@@ -1,4 +1,5 @@
-"""XNOR/popcount binary kernels equal their int64 references exactly (hwsim/kernels/binary.py)."""
+"""XNOR/popcount binary kernels (hwsim/kernels/binary.py) equal their int64 references
+(hwsim/kernels/reference/binary.py) exactly."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from hwsim.errors import HwsimError, KernelError
 import hwsim.kernels as hk
 from hwsim.kernels import binary as bk
+from hwsim.kernels.reference import binary as rk
 
 dims = st.integers(1, 40)
 # Reduction lengths: small (< 64), exact multiples of 64, and ragged ones up to 300.
@@ -26,7 +28,7 @@ def _signs(rng: np.random.Generator, shape: tuple) -> np.ndarray:
 def test_pack_matches_reference_and_round_trips(rows, k, seed):
     b = _signs(np.random.default_rng(seed), (rows, k))
     packed, n_bits = bk.pack_signs(b)
-    ref, ref_bits = bk.pack_signs_reference(b)
+    ref, ref_bits = rk.pack_signs_reference(b)
     assert n_bits == ref_bits == k
     assert packed.dtype == np.uint64 and packed.shape == (rows, -(-k // 64))
     np.testing.assert_array_equal(packed, ref)
@@ -59,7 +61,7 @@ def test_xnor_popcount_matmul_equals_reference(m, n, k, seed):
     bp, _ = bk.pack_signs(b)
     out = bk.xnor_popcount_matmul(ap, bp, k)
     assert out.dtype == np.int64 and out.shape == (m, n)
-    np.testing.assert_array_equal(out, bk.xnor_popcount_matmul_reference(ap, bp, k))
+    np.testing.assert_array_equal(out, rk.xnor_popcount_matmul_reference(ap, bp, k))
     np.testing.assert_array_equal(out, a.astype(np.int64) @ b.astype(np.int64).T)
 
 
@@ -77,7 +79,7 @@ def test_padding_bits_never_matter(m, n, k, seed):
     np.testing.assert_array_equal(bk.xnor_popcount_matmul(dirty_a, bp, k), clean)
     dirty_b[:, -1] |= rng.integers(0, 2**63, size=n, dtype=np.uint64) & pad
     np.testing.assert_array_equal(bk.xnor_popcount_matmul(dirty_a, dirty_b, k), clean)
-    np.testing.assert_array_equal(bk.xnor_popcount_matmul_reference(dirty_a, dirty_b, k), clean)
+    np.testing.assert_array_equal(rk.xnor_popcount_matmul_reference(dirty_a, dirty_b, k), clean)
 
 
 def test_xnor_known_values():
@@ -97,7 +99,7 @@ def test_bitplane_matmul_equals_reference_and_matmul(m, n, k, bits, seed):
     w = _signs(rng, (n, k))
     out = bk.bitplane_matmul(x, w, bits)
     assert out.dtype == np.int64 and out.shape == (m, n)
-    np.testing.assert_array_equal(out, bk.bitplane_matmul_reference(x, w, bits))
+    np.testing.assert_array_equal(out, rk.bitplane_matmul_reference(x, w, bits))
     np.testing.assert_array_equal(out, x.astype(np.int64) @ w.astype(np.int64).T)
 
 
@@ -118,7 +120,7 @@ def test_binary_linear_equals_reference(m, n, k, k_a, k_w, seed):
     xp, wp = _signs(rng, (k_a, m, k)), _signs(rng, (k_w, n, k))
     xs, ws = rng.random((k_a, m)) * 2, rng.random((k_w, n)) * 0.1
     got = bk.binary_linear(xp, xs, wp, ws)
-    ref = bk.binary_linear_reference(xp, xs, wp, ws)
+    ref = rk.binary_linear_reference(xp, xs, wp, ws)
     assert got.dots.shape == (k_a, k_w, m, n) and got.dots.dtype == np.int64
     np.testing.assert_array_equal(got.dots, ref.dots)
     np.testing.assert_array_equal(got.values, ref.values)  # same float64 order: bitwise equal
@@ -190,9 +192,9 @@ def test_errors(call, match):
 
 def test_reference_rejects_what_the_kernel_rejects():
     with pytest.raises(KernelError, match=r"got 0 at index"):
-        bk.bitplane_matmul_reference(np.zeros((1, 2), np.uint8), np.zeros((1, 2), np.int8), 1)
+        rk.bitplane_matmul_reference(np.zeros((1, 2), np.uint8), np.zeros((1, 2), np.int8), 1)
     with pytest.raises(KernelError, match=r"words per row"):
-        bk.xnor_popcount_matmul_reference(np.zeros((1, 2), np.uint64), np.zeros((1, 1), np.uint64), 10)
+        rk.xnor_popcount_matmul_reference(np.zeros((1, 2), np.uint64), np.zeros((1, 1), np.uint64), 10)
 
 
 @settings(max_examples=40)
@@ -205,7 +207,7 @@ def test_binary_conv2d_equals_reference(n, c, k, h, w, r, s, sh, sw, ph, pw, pad
     rng = np.random.default_rng(seed)
     x, wt = _signs(rng, (n, c, h, w)), _signs(rng, (k, c, r, s))
     out = bk.binary_conv2d(x, wt, (sh, sw), (ph, pw), pad_value)
-    ref = bk.binary_conv2d_reference(x, wt, (sh, sw), (ph, pw), pad_value)
+    ref = rk.binary_conv2d_reference(x, wt, (sh, sw), (ph, pw), pad_value)
     assert out.dtype == np.int64
     np.testing.assert_array_equal(out, ref)
 

@@ -94,7 +94,9 @@ def _greedy_reference(row: np.ndarray, k: int) -> tuple[list[float], list[list[i
     return scales, planes
 
 
-# --- population figures (ALGORITHMS.md §3) -------------------------------------------------------
+# --- population figures: expected MSE and scales for N(0, 1) inputs ------------------------------
+# (e.g. LS-1: v = E|x| = sqrt(2/pi), MSE = 1 - 2/pi; "Least squares binary quantization of neural
+# networks", Pouransari, Tu, Tuzel; CVPR Workshops 2020)
 
 @pytest.fixture(scope="module")
 def gaussian_fits() -> dict[str, tuple[np.ndarray, float]]:
@@ -120,7 +122,7 @@ def test_gaussian_mse_and_scales_match_population(gaussian_fits, name, mse, scal
 
 @pytest.mark.parametrize("name, mse", [("gf3-pt", 0.0586), ("gf4-pt", 0.0330)])
 def test_gaussian_gf3_gf4_near_approximate_figures(gaussian_fits, name, mse):
-    # The table gives these as approximations (3 significant digits).
+    # Reference figures known to 3 significant digits only.
     assert gaussian_fits[name][1] == pytest.approx(mse, rel=0.01)
 
 

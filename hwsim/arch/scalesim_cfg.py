@@ -36,8 +36,9 @@ CFG_DEFAULTS = {
 def sram_energy_per_64bit_pj(size_bytes: int) -> float:
     """Default SRAM energy per 64-bit access: 10 pJ at 8 KB (Horowitz), scaled by sqrt(size).
 
-    The square-root law also gives ~20 pJ at 32 KB and ~113 pJ at 1 MB, close to the recalled
-    figures in ALGORITHMS.md §7.
+    The 8 KB figure is from Horowitz, "Computing's energy problem (and what we can do about
+    it)", ISSCC 2014; the square-root scaling with size is this model's assumption (it gives
+    ~20 pJ at 32 KB and ~113 pJ at 1 MB).
     """
     return 10.0 * math.sqrt(size_bytes / 8192.0)
 

@@ -74,7 +74,8 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
                               engine=getattr(args, "engine", None),
                               weight_family=args.weight_format,
                               first_last_int8=args.first_last_int8,
-                              weight_clipping=args.weight_clipping)
+                              weight_clipping=args.weight_clipping,
+                              depthwise_int8=args.depthwise_int8)
     steps.update()
     steps.set_description("execute + verify")
     evals = flow.eval_images if args.images is None else flow.eval_images[: args.images]
@@ -132,6 +133,7 @@ def demo(args: argparse.Namespace) -> int:
 
     args.bits, args.act_bits, args.per_tensor = 8, 8, False
     args.weight_format, args.first_last_int8, args.weight_clipping = "int", False, None
+    args.depthwise_int8 = False
     args.requant, args.acc_bits, args.acc_mode = "dyadic", 32, "wrap"
     print("hwsim demo: MobileNetV2 (ImageNet weights) -> int8 per-channel -> integer program\n")
     with tqdm(total=3, unit="step", leave=False, disable=None) as steps:

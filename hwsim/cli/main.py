@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "default: minmax for int, mse for apot")
         sp.add_argument("--first-last-int8", action="store_true",
                         help="keep the first and last conv/linear layers at int8 weights")
+        sp.add_argument("--depthwise-int8", action="store_true",
+                        help="keep the depthwise convs at int8 weights")
         sp.add_argument("--act-bits", type=int, default=8, help="activation bits (default 8)")
         sp.add_argument("--per-tensor", action="store_true", help="per-tensor weight scales")
         sp.add_argument("--requant", choices=list(REQUANT_MODES), default="dyadic",

@@ -1,7 +1,9 @@
 """u8 x s8 dot products summed in adjacent pairs with int16 saturation.
 
 CPUs without VNNI multiply u8 by s8 with `vpmaddubsw`, which adds the two products of adjacent
-reduction elements into int16 with saturation before widening to int32 (ALGORITHMS.md §6).
+reduction elements into int16 with saturation before widening to int32 (Intel's instruction
+set reference); ONNX Runtime and PyTorch fbgemm/onednn show it (tests/test_engine_ort.py,
+tests/test_engine_pytorch.py).
 The engine runs on the raw codes (zero points are corrected afterwards), so the saturation acts
 on raw products. Everything here is int32/int64 numpy: exact by construction.
 """

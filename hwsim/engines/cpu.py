@@ -2,7 +2,9 @@
 
 ``vpmaddubsw`` adds two adjacent u8 x s8 products into int16 with saturation; CPUs with VNNI
 (``vpdpbusd``) accumulate exactly in int32. Engines built on these instructions (ONNX
-Runtime, PyTorch fbgemm and onednn) inherit the effect (ALGORITHMS.md §6).
+Runtime, PyTorch fbgemm and onednn) inherit the effect, as measured against the engines
+(tests/test_engine_ort.py, tests/test_engine_pytorch.py). Instruction semantics: Intel's
+instruction set reference.
 """
 
 from __future__ import annotations

@@ -2,7 +2,9 @@
 from the raw codes, with or without the int16 pair saturation of CPUs without VNNI.
 
 What fbgemm does, established by running torch 2.13's fbgemm with
-FBGEMM_ENABLE_INSTRUCTIONS=AVX2 (tests/test_fbgemm_pairs.py) and by ALGORITHMS.md §6:
+FBGEMM_ENABLE_INSTRUCTIONS=AVX2 (tests/test_fbgemm_pairs.py, tests/test_engine_pytorch.py)
+and from the x86 instruction semantics (`vpmaddubsw`, `vpmaddwd`; Intel's instruction set
+reference):
 - The GEMM runs on the raw codes: sum_i x_i w_i with x the u8 codes as stored (the activation
   zero point is NOT subtracted first) and w the s8 codes. `vpmaddubsw` adds the products of
   reduction elements (2j, 2j+1), in natural order, into int16 with saturation; K is packed in

@@ -1,8 +1,9 @@
 """What ONNX Runtime's CPU integer ops compute, from hwsim's exact kernels (no onnxruntime import).
 
-Semantics (ALGORITHMS.md §6): accumulators acc = bias + sum (x - x_zp)(w - w_zp) in int32;
-QLinear* ops requantize with scale = f32(f32(s_x s_w) / s_y), v = f32(acc) * scale, clamp v to
-[qmin - y_zp, qmax - y_zp] in float32, round half to even, + y_zp.
+Semantics (ONNX Runtime's CPU arithmetic, as measured against it in tests/test_engine_ort.py):
+accumulators acc = bias + sum (x - x_zp)(w - w_zp) in int32; QLinear* ops requantize with
+scale = f32(f32(s_x s_w) / s_y), v = f32(acc) * scale, clamp v to [qmin - y_zp, qmax - y_zp]
+in float32, round half to even, + y_zp.
 
 One deviation from exact math is modelled: on CPUs without VNNI, ONNX Runtime's u8 x s8 GEMM
 adds the raw products of adjacent reduction elements into int16 with saturation

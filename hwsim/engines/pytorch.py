@@ -27,8 +27,8 @@ fbgemm
     s = f32(f32(s_x) f32(s_w[k])); per-tensor xf = fma(b, f32(1/s), f32(acc)), per-channel
     xf = f32(acc) + f32(b / s); q = cvtps(f32(xf f32(s / f32(s_y)))) (INT32_MIN on overflow);
     y = clamp(sat_int16(q) + y_zp, 0, 255).
-    ALGORITHMS.md §6 lists 8-bit depthwise as an exception; with the tap pairs above it is
-    reproduced exactly too (exact int32 math is what mismatches there).
+    8-bit depthwise is reproduced exactly with the tap pairs above (exact int32 math is what
+    mismatches there).
 onednn (weights must be symmetric: w_zp = 0, as torch requires)
     linear runs oneDNN's gemm-based matmul (s8u8s32 GEMM, AVX2 without VNNI): int16 pairs as
     fbgemm's, but restarting at every K block of the GEMM driver: one block for K <= 256, two
@@ -43,10 +43,10 @@ onednn (weights must be symmetric: w_zp = 0, as torch requires)
     s_y' = f32(1/f32(1/s_y)). Then v = f32(f32(acc) f32(s_x' s_w'[k])) + f32 bias;
     v = f32(f32(v f32(1/s_y')) + y_zp); clamp to [0, 255] in float32, round half to even.
 
-Differences from ALGORITHMS.md §6: qnnpack's bias quantization and cvtps overflow are added;
-onednn multiplies acc once by the combined f32(s_x' s_w') (not by s_x then s_w), handles conv
-weight scales without the round trip, and saturates int16 pairs as above; fbgemm's 8-bit
-depthwise is not an exception.
+Details easy to miss: qnnpack quantizes the bias and overflows in cvtps as above; onednn
+multiplies acc once by the combined f32(s_x' s_w') (not by s_x then s_w), handles conv weight
+scales without the round trip, and saturates int16 pairs as above; fbgemm's 8-bit depthwise
+follows the same int16 pair model (adjacent taps).
 
 ``int16_pairs=False`` replaces the pair saturation of fbgemm and onednn by exact int32 sums
 (what VNNI CPUs compute in principle; not established here). qnnpack is always exact. torch's

@@ -1,19 +1,15 @@
 """Exact integer kernels (torch-free): conv2d / linear accumulators, requantization, pooling,
-quantized add. Each fast kernel has an int64/Python-int definition in ``reference``."""
+quantized add; the int16-pairs accumulator mode; XNOR/popcount binary and shift-add (APoT)
+products. Each fast kernel has an int64/Python-int definition in ``hwsim.kernels.reference``."""
 
 from hwsim.kernels.binary import (
     BinaryLinearResult,
     binary_conv2d,
-    binary_conv2d_reference,
     binary_linear,
-    binary_linear_reference,
     bitplane_matmul,
-    bitplane_matmul_reference,
     pack_signs,
-    pack_signs_reference,
     unpack_signs,
     xnor_popcount_matmul,
-    xnor_popcount_matmul_reference,
 )
 from hwsim.kernels.conv import conv2d_int, linear_int
 from hwsim.kernels.fused import (
@@ -30,12 +26,17 @@ from hwsim.kernels.pool import global_sum_pool, max_pool2d, sum_pool2d
 from hwsim.kernels.reference import (
     add_requantize_dyadic_reference,
     add_requantize_float32_reference,
+    binary_conv2d_reference,
+    binary_linear_reference,
+    bitplane_matmul_reference,
     conv2d_int_reference,
     linear_int_reference,
     max_pool2d_reference,
+    pack_signs_reference,
     requantize_dyadic_reference,
     requantize_float32_reference,
     sum_pool2d_reference,
+    xnor_popcount_matmul_reference,
 )
 from hwsim.kernels.requant import (
     add_requantize_dyadic,
@@ -101,11 +102,13 @@ from hwsim.kernels.pairs import (  # noqa: E402  (appended: accumulator mode "in
     Int16PairsAccumulator,
     PreparedPairsLayer,
     conv2d_int_pairs,
-    conv2d_int_pairs_reference,
     linear_int_pairs,
-    linear_int_pairs_reference,
     prepare_conv2d_pairs,
     prepare_linear_pairs,
+)
+from hwsim.kernels.reference import (  # noqa: E402
+    conv2d_int_pairs_reference,
+    linear_int_pairs_reference,
 )
 
 __all__ += [

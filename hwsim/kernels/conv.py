@@ -1,11 +1,12 @@
 """Fast exact conv2d / linear on integer codes.
 
-Strategy (ALGORITHMS.md §6): integer-valued operands run on float GEMM (BLAS) or a numba direct
-kernel whenever a bound proves every partial sum is an exactly representable integer
-(|partial| <= max|x - x_zp| * max_k sum|w_k - w_zp[k]| < 2^24 in float32, 2^53 in float64,
-splitting the reduction into chunks summed in int64 when float32 needs it). Wrap-mode overflow
-is applied to the exact sum; saturation runs an ordered numba kernel unless the bound (plus
-|bias|) proves no step can clip.
+Strategy: integer-valued operands run on float GEMM (BLAS) or a numba direct kernel whenever a
+bound proves every partial sum is an exactly representable integer. A float sum of integers is
+exact, in any order, while every partial sum stays below 2^24 in magnitude in float32 (below
+2^53 in float64), since every integer up to that bound is representable; here
+|partial| <= max|x - x_zp| * max_k sum|w_k - w_zp[k]|, and the reduction is split into chunks
+summed in int64 when float32 needs it. Wrap-mode overflow is applied to the exact sum;
+saturation runs an ordered numba kernel unless the bound (plus |bias|) proves no step can clip.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 acc[..., m, n] = sum_k (a[..., m, k] - zp_a) (b[..., k, n] - zp_b), int64, equal leading dims.
 Fast: float64 BLAS when K · max|a - zp_a| · max|b - zp_b| < 2^53 (every partial sum is then an
-exactly representable integer, ALGORITHMS.md §6); otherwise int64 numpy. Reference: int64.
+integer below 2^53 in magnitude, which float64 represents exactly, so the float sum is exact in
+any order); otherwise int64 numpy. Reference: int64.
 """
 from __future__ import annotations
 

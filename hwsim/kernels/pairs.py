@@ -18,8 +18,10 @@ reduction order is the input-feature order.
 
 Fast path: exact accumulators from `conv2d_int` / `linear_int`, plus the saturation excess from a
 numba kernel that visits only the pairs of weights that can leave int16 for some input code (for
-real int8 networks a few percent of all pairs). `*_reference` functions are the Python-int
-definition. Operands must be 8-bit codes (uint8 / int8).
+real int8 networks a few percent of all pairs). The Python-int definition is
+`hwsim.kernels.reference.pairs` (`conv2d_int_pairs_reference`, `linear_int_pairs_reference`);
+the accumulator type and the operand checks both use are in `hwsim.kernels._pairs_checks`.
+Operands must be 8-bit codes (uint8 / int8).
 """
 
 from __future__ import annotations
@@ -31,44 +33,17 @@ import numpy as np
 from hwsim.errors import KernelError
 from hwsim.kernels import _checks as ck
 from hwsim.kernels import _nb_pairs
+from hwsim.kernels._pairs_checks import (
+    EXACT64,
+    I16_MAX,
+    I16_MIN,
+    Int16PairsAccumulator,
+    eight_bit,
+    pairs_accumulator,
+)
 from hwsim.kernels.conv import conv2d_int
 from hwsim.kernels.requant import requantize_dyadic, requantize_float32
-from hwsim.kernels.types import AccumResult, AccumulatorSpec, RequantResult
-
-I16_MIN, I16_MAX = -(1 << 15), (1 << 15) - 1
-_EXACT64 = AccumulatorSpec(bits=64, mode="wrap")
-_CODE_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
-
-
-@dataclass(frozen=True)
-class Int16PairsAccumulator:
-    """The int16-pairs accumulator (module docstring): raw-code product pairs saturated to
-    int16, then summed with the zero-point corrections and bias into a wrapping accumulator of
-    `bits` bits (two's complement, 16..64; ONNX Runtime uses 32)."""
-
-    bits: int = 32
-
-    def __post_init__(self) -> None:
-        if isinstance(self.bits, bool) or not isinstance(self.bits, (int, np.integer)) \
-                or not 16 <= int(self.bits) <= 64:
-            raise KernelError(f"Int16PairsAccumulator.bits must be an int in [16, 64]. Got "
-                              f"{self.bits!r} instead.")
-        object.__setattr__(self, "bits", int(self.bits))
-
-    min_value = AccumulatorSpec.min_value  # two's complement range of `bits` bits
-    max_value = AccumulatorSpec.max_value
-
-
-def _pairs_accumulator(fn: str, acc: object) -> Int16PairsAccumulator:
-    if not isinstance(acc, Int16PairsAccumulator):
-        raise KernelError(f"{fn}: acc must be an Int16PairsAccumulator(bits=...); got {acc!r}.")
-    return acc
-
-
-def _eight_bit(fn: str, name: str, a: np.ndarray) -> None:
-    if a.dtype not in _CODE_DTYPES:
-        raise KernelError(f"{fn}: {name} must hold 8-bit codes (uint8 or int8) for the int16 "
-                          f"pair mode; got dtype {a.dtype}.")
+from hwsim.kernels.types import AccumResult, RequantResult
 
 
 def _code_range(x: np.ndarray) -> tuple[int, int]:
@@ -186,8 +161,8 @@ class _PreparedPairs:
         (self.w, self.groups, self.in_channels, self.w_zp, self.bias, self.stride,
          self.padding, self.dilation) = ck.conv_layer_constants(fn, w, w_zp, bias, stride,
                                                                 padding, dilation, groups)
-        _eight_bit(fn, "w", self.w)
-        self.acc = _pairs_accumulator(fn, acc)
+        eight_bit(fn, "w", self.w)
+        self.acc = pairs_accumulator(fn, acc)
         self._tables: dict[tuple[int, int], _PairTable] = {}
 
     def table(self, x: np.ndarray) -> _PairTable:
@@ -198,10 +173,10 @@ class _PreparedPairs:
 
     def accumulate(self, x: np.ndarray, x_zp: int) -> AccumResult:
         x = ck.int_array(f"{self.fn}: x", x, 4, "(N, C, H, W)")
-        _eight_bit(self.fn, "x", x)
+        eight_bit(self.fn, "x", x)
         xzp = ck.zero_point(f"{self.fn}: x_zp", x_zp, x.dtype)
         exact = conv2d_int(x, xzp, self.w, self.w_zp, self.bias, self.stride, self.padding,
-                           self.dilation, self.groups, _EXACT64).values
+                           self.dilation, self.groups, EXACT64).values
         excess = _pair_excess(x, xzp, self.table(x), self.stride, self.padding, self.dilation,
                               exact.shape)
         return _finish(exact, excess, self.acc)
@@ -298,79 +273,3 @@ def prepare_linear_pairs(w, w_zp, bias, acc: Int16PairsAccumulator, *, out_zero_
                               requant, _requant_constants(fn, requant, lin.n_out, scale_f32, m,
                                                           shift),
                               out_zero_point, qmin, qmax)
-
-
-# --------------------------------------------------------------------------------------------
-# The definition: Python ints, one output element at a time
-
-def _sat16(p: int) -> int:
-    return min(max(p, I16_MIN), I16_MAX)
-
-
-def _element(bias: int, raw: list[tuple[int, int]], x_zp: int, w_zp: int,
-             acc: Int16PairsAccumulator) -> tuple[int, bool]:
-    """One output: (value, overflowed) from the raw (x, w) codes in reduction order."""
-    exact = bias + sum((a - x_zp) * (b - w_zp) for a, b in raw)
-    excess = 0
-    for j in range(0, len(raw), 2):
-        p = raw[j][0] * raw[j][1] + (raw[j + 1][0] * raw[j + 1][1] if j + 1 < len(raw) else 0)
-        excess += _sat16(p) - p
-    total = exact + excess
-    half = 1 << (acc.bits - 1)
-    wrapped = ((total + half) % (2 * half)) - half
-    return wrapped, excess != 0 or wrapped != total
-
-
-def conv2d_int_pairs_reference(x, x_zp, w, w_zp=None, bias=None, stride=1, padding=0,
-                               dilation=1, groups=1,
-                               acc: Int16PairsAccumulator = Int16PairsAccumulator()) -> AccumResult:
-    """Definition of conv2d_int_pairs (same arguments), Python ints."""
-    fn = "conv2d_int_pairs_reference"
-    acc = _pairs_accumulator(fn, acc)
-    x, xzp, w, wzp, b, (sh, sw), (pt, pl, _, _), (dh, dw), g, _, out_shape = ck.conv_operands(
-        x, x_zp, w, w_zp, bias, stride, padding, dilation, groups, _EXACT64)
-    _eight_bit(fn, "x", x)
-    _eight_bit(fn, "w", w)
-    n_b, k_n, oh_n, ow_n = out_shape
-    _, _, h_n, w_n = x.shape
-    _, cg, r_n, s_n = w.shape
-    xl, wl, zl, bl = x.tolist(), w.tolist(), wzp.tolist(), b.tolist()
-    values = np.zeros(out_shape, dtype=np.int64)
-    overflows = 0
-    for n in range(n_b):
-        for k in range(k_n):
-            c0 = (k // (k_n // g)) * cg
-            for oh in range(oh_n):
-                for ow in range(ow_n):
-                    raw = []
-                    for r in range(r_n):
-                        ih = oh * sh - pt + r * dh
-                        for s in range(s_n):
-                            iw = ow * sw - pl + s * dw
-                            inside = 0 <= ih < h_n and 0 <= iw < w_n
-                            for c in range(cg):
-                                a = xl[n][c0 + c][ih][iw] if inside else xzp
-                                raw.append((a, wl[k][c][r][s]))
-                    v, o = _element(bl[k], raw, xzp, zl[k], acc)
-                    values[n, k, oh, ow] = v
-                    overflows += o
-    return AccumResult(values, overflows)
-
-
-def linear_int_pairs_reference(x, x_zp, w, w_zp=None, bias=None,
-                               acc: Int16PairsAccumulator = Int16PairsAccumulator()) -> AccumResult:
-    """Definition of linear_int_pairs (same arguments), Python ints."""
-    fn = "linear_int_pairs_reference"
-    acc = _pairs_accumulator(fn, acc)
-    x, xzp, w, wzp, b, _ = ck.linear_operands(x, x_zp, w, w_zp, bias, _EXACT64)
-    _eight_bit(fn, "x", x)
-    _eight_bit(fn, "w", w)
-    xl, wl, zl, bl = x.tolist(), w.tolist(), wzp.tolist(), b.tolist()
-    values = np.zeros((x.shape[0], w.shape[0]), dtype=np.int64)
-    overflows = 0
-    for n in range(x.shape[0]):
-        for o in range(w.shape[0]):
-            v, ov = _element(bl[o], list(zip(xl[n], wl[o])), xzp, zl[o], acc)
-            values[n, o] = v
-            overflows += ov
-    return AccumResult(values, overflows)

@@ -1,10 +1,10 @@
 """Does ONNX Runtime on this machine sum u8 x s8 products in saturating int16 pairs?
 
 CPUs with AVX2 but without VNNI multiply u8 by s8 with `vpmaddubsw`, which saturates the sum of
-two adjacent products to int16 (ALGORITHMS.md §6); ONNX Runtime's QLinearConv (not depthwise),
-QLinearMatMul, QGemm and MatMulInteger inherit it. CPUs with VNNI (or other ISAs) compute
-exactly. The answer is measured, not guessed: a one-node MatMulInteger model computing
-255·127 + 255·127 gives 32767 when pairs saturate and 64770 when they do not. Without
+two adjacent products to int16 (Intel's instruction set reference); ONNX Runtime's QLinearConv
+(not depthwise), QLinearMatMul, QGemm and MatMulInteger inherit it. CPUs with VNNI (or other
+ISAs) compute exactly. The answer is measured, not guessed: a one-node MatMulInteger model
+computing 255·127 + 255·127 gives 32767 when pairs saturate and 64770 when they do not. Without
 onnxruntime installed, the CPU flags decide (x86 with AVX2 and no VNNI flag: saturating).
 """
 

@@ -1,7 +1,8 @@
 """Least-squares binary formats: ``BinaryFormat`` (which fit) and ``BinaryParams`` (its result).
 
 A tensor is approximated row by row as ``x ≈ sum_i v_i b_i`` with sign planes ``b_i`` in
-{-1, +1} and scales ``v_i >= 0`` (ALGORITHMS.md §3).  A *row* is one slice along ``axis``
+{-1, +1} and scales ``v_i >= 0`` ("Least squares binary quantization of neural networks",
+Pouransari, Tu, Tuzel; CVPR Workshops 2020).  A *row* is one slice along ``axis``
 (axis 0: one output channel of a weight, one sample of an activation batch (N, ...));
 ``axis=None`` fits the whole tensor as one row.
 

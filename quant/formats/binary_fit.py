@@ -3,7 +3,8 @@
 Every function takes ``rows``: a float64 array of shape (R, n) with finite values and n >= 1,
 and returns ``(v, b)``: the scales ``v`` float64 (R, T), ``v >= 0``, and the sign planes ``b``
 int8 (T, R, n) in {-1, +1}, such that row r is approximated by ``sum_i v[r, i] * b[i, r]``.
-Algorithms: ALGORITHMS.md §3 ("Least squares binary quantization of neural networks").
+Algorithms: "Least squares binary quantization of neural networks" (Pouransari, Tu, Tuzel;
+CVPR Workshops 2020).
 
 All work is vectorized over rows; the only Python loops run over the (at most 4) terms.
 """

@@ -2,9 +2,17 @@
 
 Each fast kernel in ``hwsim.kernels`` is tested against its definition here for exact equality:
 ``dense`` (conv/linear accumulation, requantization, pooling, quantized add), ``shift_add``
-(APoT weights as shifted input terms in a narrow adder).
+(APoT weights as shifted input terms in a narrow adder), ``pairs`` (the int16-pairs accumulator
+mode), ``binary`` (XNOR/popcount products of ±1 operands, bit-plane products).
 """
 
+from hwsim.kernels.reference.binary import (
+    binary_conv2d_reference,
+    binary_linear_reference,
+    bitplane_matmul_reference,
+    pack_signs_reference,
+    xnor_popcount_matmul_reference,
+)
 from hwsim.kernels.reference.dense import (
     add_requantize_dyadic_reference,
     add_requantize_float32_reference,
@@ -15,6 +23,10 @@ from hwsim.kernels.reference.dense import (
     requantize_float32_reference,
     sum_pool2d_reference,
 )
+from hwsim.kernels.reference.pairs import (
+    conv2d_int_pairs_reference,
+    linear_int_pairs_reference,
+)
 from hwsim.kernels.reference.shift_add import (
     conv2d_shift_add_reference,
     linear_shift_add_reference,
@@ -23,12 +35,19 @@ from hwsim.kernels.reference.shift_add import (
 __all__ = [
     "add_requantize_dyadic_reference",
     "add_requantize_float32_reference",
+    "binary_conv2d_reference",
+    "binary_linear_reference",
+    "bitplane_matmul_reference",
+    "conv2d_int_pairs_reference",
     "conv2d_int_reference",
     "conv2d_shift_add_reference",
+    "linear_int_pairs_reference",
     "linear_int_reference",
     "linear_shift_add_reference",
     "max_pool2d_reference",
+    "pack_signs_reference",
     "requantize_dyadic_reference",
     "requantize_float32_reference",
     "sum_pool2d_reference",
+    "xnor_popcount_matmul_reference",
 ]
