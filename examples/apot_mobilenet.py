@@ -95,7 +95,12 @@ print("|---|---|---|---|---|")
 for family, label in (("int", "uniform W4"), ("apot", "APoT W4")):
     adds, energy, cycles = model[family]
     print(f"| {label} | {adds:,} | {measured[family]:,} | {energy / 1e6:.2f} | {cycles:,} |")
-print(f"APoT vs uniform: {100 * (1 - model['apot'][0] / model['int'][0]):.1f}% fewer adds worst "
-      f"case, {100 * (1 - measured['apot'] / measured['int']):.1f}% fewer on these weights, "
-      f"{100 * (1 - model['apot'][1] / model['int'][1]):.1f}% less compute energy, "
-      f"{100 * (1 - model['apot'][2] / model['int'][2]):.1f}% fewer compute cycles")
+def change(new: float, old: float) -> str:
+    pct = 100 * (1 - new / old)
+    return f"{abs(pct):.1f}% {'fewer' if pct >= 0 else 'more'}"
+
+
+print(f"APoT vs uniform: {change(model['apot'][0], model['int'][0])} adds worst case, "
+      f"{change(measured['apot'], measured['int'])} on these weights, "
+      f"{change(model['apot'][1], model['int'][1])} compute energy, "
+      f"{change(model['apot'][2], model['int'][2])} compute cycles")
