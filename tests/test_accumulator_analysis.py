@@ -193,3 +193,22 @@ def test_mobilenet_v2_report_table():
             "headroom_bits"]
     print("\n" + report[cols].head(4).to_string())
     print(report.sort_values("never_overflow_bits", ascending=False)[cols].head(3).to_string())
+
+
+def test_apot_layers_are_reported_and_their_bound_holds():
+    import torch
+    from torch import nn
+
+    import quant
+    from hwsim.lower import lower
+
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8 * 6 * 6, 4)).eval()
+    x = torch.randn(6, 3, 6, 6)
+    qm = quant.quantize(model, quant.QuantConfig(weight=quant.APoTFormat(5)), [x])
+    program = lower(qm)
+    table = accumulator_report(program, qm.quantize_input(x))
+    assert list(table["op"]) == ["apot_conv2d", "apot_linear"]
+    assert (table["needed_bits"] <= table["never_overflow_bits"]).all()
+    assert (table["configured_overflows"] == 0).all()

@@ -27,7 +27,20 @@ import pandas as pd
 from hwsim.analysis.errors import AnalysisError
 from hwsim.ir import IntProgram, Node
 
-_DENSE_OPS = ("conv2d", "linear")
+
+def _has_integer_weights(node: Node) -> bool:
+    """An accumulating op with integer weight codes (conv2d / linear, APoT's shift-add layers:
+    their term-by-term partial sums stay between consecutive product partial sums, so the
+    same bounds hold)."""
+    from hwsim.ir.ops import OPS
+
+    spec = OPS.get(node.op)
+    return spec is not None and spec.accumulates and "weight" in node.arrays
+
+
+def _weight_zero_point(node: Node) -> np.ndarray:
+    zp = node.arrays.get("weight_zero_point")
+    return np.zeros(node.arrays["weight"].shape[0], np.int64) if zp is None else zp
 _SAFE_MAGNITUDE = 1 << 62  # int64 sums of the bound stay exact below this
 
 
@@ -111,11 +124,12 @@ def accumulator_bound(weight: np.ndarray, weight_zero_point: Any, bias: np.ndarr
 
 def node_accumulator_bound(program: IntProgram, node: Node) -> AccumulatorBound:
     """accumulator_bound of a conv2d/linear node, its input range from the producer's TensorQuant."""
-    if node.op not in _DENSE_OPS:
-        raise AnalysisError(f"node {node.name!r}: op {node.op!r} has no accumulator; expected one of {_DENSE_OPS}")
+    if not _has_integer_weights(node):
+        raise AnalysisError(f"node {node.name!r}: op {node.op!r} has no accumulator over integer "
+                            "weights (conv2d, linear, apot_conv2d, apot_linear)")
     src = program.node(node.inputs[0]).out
     x_zp = int(node.attrs["input_zero_point"])
-    return accumulator_bound(node.arrays["weight"], node.arrays["weight_zero_point"],
+    return accumulator_bound(node.arrays["weight"], _weight_zero_point(node),
                              node.arrays.get("bias"), src.qmin - x_zp, src.qmax - x_zp,
                              layer=f"node {node.name!r}")
 
@@ -126,16 +140,17 @@ def exact_accumulators(node: Node, x: np.ndarray) -> np.ndarray:
     from hwsim.kernels import AccumulatorSpec, conv2d_int, linear_int
 
     wide = AccumulatorSpec(bits=64, mode="wrap")
+    if not _has_integer_weights(node):
+        raise AnalysisError(f"node {node.name!r}: op {node.op!r} has no accumulator over integer "
+                            "weights (conv2d, linear, apot_conv2d, apot_linear)")
     args = (x, int(node.attrs["input_zero_point"]), node.arrays["weight"],
-            node.arrays["weight_zero_point"], node.arrays.get("bias"))
-    if node.op == "conv2d":
+            _weight_zero_point(node), node.arrays.get("bias"))
+    if "stride" in node.attrs:
         a = node.attrs
         res = conv2d_int(*args, tuple(a["stride"]), tuple(a["padding"]), tuple(a["dilation"]),
                          int(a["groups"]), acc=wide)
-    elif node.op == "linear":
-        res = linear_int(*args, acc=wide)
     else:
-        raise AnalysisError(f"node {node.name!r}: op {node.op!r} has no accumulator; expected one of {_DENSE_OPS}")
+        res = linear_int(*args, acc=wide)
     return res.values
 
 
@@ -147,7 +162,8 @@ REPORT_COLUMNS = (
 
 
 def accumulator_report(program: IntProgram, input_codes: np.ndarray) -> pd.DataFrame:
-    """One row per conv2d/linear node, in program order.
+    """One row per node accumulating over integer weights (conv2d / linear, APoT layers), in
+    program order.
 
     input_codes: program input codes (N, ...). Columns (widths in bits, two's complement):
     reduction_length (products per output); input_lo/hi (centred input range); bound_min/max
@@ -163,7 +179,7 @@ def accumulator_report(program: IntProgram, input_codes: np.ndarray) -> pd.DataF
     run = execute(program, input_codes, record=True)
     rows = []
     for node in program.nodes():
-        if node.op not in _DENSE_OPS:
+        if not _has_integer_weights(node):
             continue
         bound = node_accumulator_bound(program, node)
         acc = exact_accumulators(node, run.tensors[node.inputs[0]])

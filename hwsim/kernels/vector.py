@@ -1,7 +1,7 @@
 """Float ops of a vector unit beside the integer arrays: layer norm, GELU, softmax.
 
-Transformers keep these in floating point (ALGORITHMS.md's int8 flows quantize only the
-products). Semantics of the integer program's ``vector_op`` node:
+Transformers keep these in floating point (common int8 flows, e.g. ONNX Runtime's, quantize
+only the matrix products). Semantics of the integer program's ``vector_op`` node:
 
 1. x = float32((codes - zp_x) · s_x)   (the product in float64, one rounding to float32);
 2. y = fn(x) in float32 numpy arithmetic (below; deterministic, but not torch's kernels, so
