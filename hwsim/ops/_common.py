@@ -2,6 +2,8 @@
 node's accumulator, weight checks and the cost-model layer shape of a conv / linear node."""
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -43,6 +45,25 @@ def requant_constants(node: Node) -> dict[str, Any]:
         constants = {"scale_f32": node.arrays["rq_scale_f32"]}
     return dict(out_zero_point=node.out.zero_point, qmin=lo, qmax=hi, requant=rq.mode.value,
                 **constants)
+
+
+# Prepared layers (validated, weights centred and cast), one per node, built on the node's first
+# run. Keyed by the node's identity and the repr of its attrs, so a node whose attrs were
+# changed is prepared afresh; an entry leaves when its node is freed.
+_PREPARED: dict[int, tuple] = {}
+
+
+def prepared(node: Node, build: Callable[[Node], Any]) -> Any:
+    """`build(node)`, computed once per node (see above)."""
+    fingerprint = repr(node.attrs)
+    hit = _PREPARED.get(id(node))
+    if hit is not None and hit[0]() is node and hit[1] == fingerprint:
+        return hit[2]
+    layer = build(node)
+    key = id(node)
+    _PREPARED[key] = (weakref.ref(node, lambda _, key=key: _PREPARED.pop(key, None)),
+                      fingerprint, layer)
+    return layer
 
 
 def accumulator(node: Node):

@@ -17,15 +17,13 @@ Reference: the term-by-term int64 definition (``hwsim.kernels.reference.shift_ad
 """
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 
 from hwsim.ir.ops import OpDef, register_op
 from hwsim.ir.program import Node
 from hwsim.ir.specs import AccumulatorConfig, AccumulatorMode
 from hwsim.ops._common import (CONV_ATTRS, conv_geometry, integer_weight_errors, layer_shape,
-                               requant_constants, requantize)
+                               prepared, requant_constants, requantize)
 
 APOT_ATTRS = ("accumulator", "requant", "input_zero_point", "weight_bits", "terms")
 APOT_OPTIONAL_ATTRS = ("input_scale", "output_scale", "input_bits", "weight_format")
@@ -44,29 +42,17 @@ def _never_saturates(node: Node, x_range: tuple[int, int]) -> bool:
     return bool(per_channel.max(initial=0) < (1 << (acc.bits - 1)))
 
 
-_PREPARED: dict[int, tuple] = {}
-
-
-def _prepared_exact(node: Node):
+def _prepare_exact(node: Node):
     """The node as a prepared integer GEMM layer (exact sum, wrapped to the adder width)."""
     from hwsim import kernels as k
 
-    fingerprint = repr(node.attrs)
-    hit = _PREPARED.get(id(node))
-    if hit is not None and hit[0]() is node and hit[1] == fingerprint:
-        return hit[2]
     w = node.arrays["weight"]
     zeros = np.zeros(w.shape[0], dtype=np.int64)
     acc = k.AccumulatorSpec(bits=AccumulatorConfig.from_attrs(node.attrs).bits, mode="wrap")
     if node.op == "apot_conv2d":
-        layer = k.prepare_conv2d(w, zeros, node.arrays.get("bias"), *conv_geometry(node), acc,
-                                 **requant_constants(node))
-    else:
-        layer = k.prepare_linear(w, zeros, node.arrays.get("bias"), acc, **requant_constants(node))
-    key = id(node)
-    _PREPARED[key] = (weakref.ref(node, lambda _, key=key: _PREPARED.pop(key, None)),
-                      fingerprint, layer)
-    return layer
+        return k.prepare_conv2d(w, zeros, node.arrays.get("bias"), *conv_geometry(node), acc,
+                                **requant_constants(node))
+    return k.prepare_linear(w, zeros, node.arrays.get("bias"), acc, **requant_constants(node))
 
 
 def _shift_add(node: Node, x: np.ndarray, reference: bool):
@@ -89,7 +75,7 @@ def run_apot(node: Node, args: list) -> tuple:
     mode = AccumulatorConfig.from_attrs(node.attrs).mode
     info = np.iinfo(x.dtype)
     if mode is AccumulatorMode.WRAP or _never_saturates(node, (info.min, info.max)):
-        res = _prepared_exact(node)(x, int(node.attrs["input_zero_point"]))
+        res = prepared(node, _prepare_exact)(x, int(node.attrs["input_zero_point"]))
         return res.codes, res.overflow_count
     res = _shift_add(node, x, reference=False)
     return requantize(node, res.values, axis=1, reference=False), res.overflow_count

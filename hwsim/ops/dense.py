@@ -7,7 +7,6 @@ and PyTorch engine modes run their own models. Reference: ``hwsim.kernels.refere
 from __future__ import annotations
 
 import math
-import weakref
 
 import numpy as np
 
@@ -15,7 +14,7 @@ from hwsim.engines.table import ENGINES, is_pytorch_engine
 from hwsim.ir.ops import OpDef, register_op
 from hwsim.ir.program import Node
 from hwsim.ops._common import (CONV_ATTRS, accumulator, conv_geometry, integer_weight_errors,
-                               layer_shape, requant_constants, requantize)
+                               layer_shape, prepared, requant_constants, requantize)
 
 DENSE_ATTRS = ("accumulator", "requant", "input_zero_point", "weight_bits")
 DENSE_OPTIONAL_ATTRS = ("input_scale", "output_scale", "input_bits", "engine",
@@ -50,40 +49,25 @@ def _torch_engine(node: Node, x: np.ndarray) -> np.ndarray:
     return np.clip(y, lo, hi)
 
 
-# Prepared (validated, weights centred and cast) layers, one per node, built on the node's first
-# run. Keyed by the node's identity and the repr of its attrs, so a node whose attrs were
-# changed is prepared afresh; an entry leaves when its node is freed.
-_PREPARED: dict[int, tuple] = {}
-
-
-def _prepared(node: Node):
+def _prepare(node: Node):
     from hwsim import kernels as k
 
-    fingerprint = repr(node.attrs)
-    hit = _PREPARED.get(id(node))
-    if hit is not None and hit[0]() is node and hit[1] == fingerprint:
-        return hit[2]
     common = requant_constants(node)
     w, w_zp, bias = node.arrays["weight"], node.arrays["weight_zero_point"], node.arrays.get("bias")
     acc = accumulator(node)
     pairs = isinstance(acc, k.Int16PairsAccumulator)  # no one-pass fused kernel for this mode
     if node.op == "conv2d":
         prepare = k.prepare_conv2d_pairs if pairs else k.prepare_conv2d
-        layer = prepare(w, w_zp, bias, *conv_geometry(node), acc, **common)
-    else:
-        prepare = k.prepare_linear_pairs if pairs else k.prepare_linear
-        layer = prepare(w, w_zp, bias, acc, **common)
-    key = id(node)
-    _PREPARED[key] = (weakref.ref(node, lambda _, key=key: _PREPARED.pop(key, None)),
-                      fingerprint, layer)
-    return layer
+        return prepare(w, w_zp, bias, *conv_geometry(node), acc, **common)
+    prepare = k.prepare_linear_pairs if pairs else k.prepare_linear
+    return prepare(w, w_zp, bias, acc, **common)
 
 
 def run_dense(node: Node, args: list) -> tuple:
     """Fast conv2d / linear: the prepared layer (accumulate + requantize in one pass)."""
     if is_pytorch_engine(node.attrs.get("engine")):
         return _torch_engine(node, args[0]), None
-    res = _prepared(node)(args[0], int(node.attrs["input_zero_point"]))
+    res = prepared(node, _prepare)(args[0], int(node.attrs["input_zero_point"]))
     return res.codes, res.overflow_count
 
 
