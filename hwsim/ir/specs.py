@@ -103,12 +103,3 @@ class AccumulatorConfig:
 
     def to_attrs(self) -> dict:
         return {"bits": int(self.bits), "mode": self.mode.value}
-
-    def kernel_spec(self):
-        """The kernels' accumulator object: an ``AccumulatorSpec`` (wrap, saturate) or an
-        ``Int16PairsAccumulator``."""
-        from hwsim.kernels import AccumulatorSpec, Int16PairsAccumulator
-
-        if self.mode is AccumulatorMode.INT16_PAIRS:
-            return Int16PairsAccumulator(bits=self.bits)
-        return AccumulatorSpec(bits=self.bits, mode=self.mode.value)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from hwsim.ir.program import IntProgram, Node
-from hwsim.ir.specs import AccumulatorConfig, RequantMode, RequantSpec
+from hwsim.ir.specs import AccumulatorConfig, AccumulatorMode, RequantMode, RequantSpec
 from hwsim.workloads.layer import LayerShape
 
 
@@ -68,7 +68,12 @@ def prepared(node: Node, build: Callable[[Node], Any]) -> Any:
 
 def accumulator(node: Node):
     """The node's accumulator as the kernels take it (AccumulatorSpec or Int16PairsAccumulator)."""
-    return AccumulatorConfig.from_attrs(node.attrs).kernel_spec()
+    from hwsim.kernels import AccumulatorSpec, Int16PairsAccumulator
+
+    config = AccumulatorConfig.from_attrs(node.attrs)
+    if config.mode is AccumulatorMode.INT16_PAIRS:
+        return Int16PairsAccumulator(bits=config.bits)
+    return AccumulatorSpec(bits=config.bits, mode=config.mode.value)
 
 
 def conv_geometry(node: Node) -> tuple:
