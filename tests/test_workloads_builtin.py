@@ -68,3 +68,20 @@ def test_unknown_name_lists_known():
 def test_bad_arguments(kw):
     with pytest.raises(WorkloadError, match="resnet18"):
         builtin_workload("resnet18", **kw)
+
+
+@pytest.mark.parametrize("kw, shown", [(dict(batch=2**31 + 1), "2147483649"),
+                                       (dict(input_hw=10**50), "'a huge integer'")])
+def test_sizes_beyond_the_bound_are_refused(kw, shown):
+    with pytest.raises(WorkloadError, match=f"must be an integer from 1 to 2147483648, got {shown}"):
+        builtin_workload("resnet18", **kw)
+
+
+def test_a_huge_batch_is_an_error_naming_a_layer_not_a_wrapped_count():
+    from hwsim.arch import load_accelerator
+    from hwsim.cost import cost_network
+    from pathlib import Path
+
+    accel = load_accelerator(Path(__file__).resolve().parents[1] / "hw_configs" / "int8_systolic.yaml")
+    with pytest.raises(WorkloadError, match=r"^layer 'conv1': \w+ would be .*at most 2\^53"):
+        cost_network(accel, builtin_workload("resnet18", batch=2**31))

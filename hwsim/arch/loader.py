@@ -35,49 +35,101 @@ for commented examples)::
 Energies are pJ per access of `access_bits` bits. Every operand must be held by exactly one
 buffer.
 
+Bounds (every number is finite; see hwsim/arch/schema.py): clock_mhz 0.001 .. 1e6; integer
+counts (rows, cols, lanes, pe, ...) 1 .. 2^31; bit widths (``*_bits``) 1 .. 256; size_bytes
+1 .. 2^40; bandwidth_bytes_per_cycle 1e-6 .. 1e12, or ``unlimited`` (the level never stalls the
+array: how a SCALE-Sim .cfg in CALC mode is modelled); energies 0 .. 1e12 pJ; access_bits a
+multiple of 8 from 8 to 65536 (traffic is counted in whole bytes, so an access moves whole bytes:
+``ceil(8 * bytes / access_bits)`` accesses). A unit with the common width fields (act_bits,
+weight_bits, acc_bits: e.g. systolic) needs ``acc_bits >= act_bits + weight_bits``: its partial
+sums, written to the ofmap buffer at acc_bits, must hold at least one full product.
+
+Input is read as UTF-8 text; a key given twice in one YAML mapping is an error (not "last one
+wins"). A problem is reported as one `ConfigError`: its first line names the file (or the
+``--set`` override at fault) and the first problem; further problems follow, one per line.
+
 Format names in rules are checked against ``quant.formats.registered_formats()``; ``quant.formats``
 is torch-free and is imported only when a rule names a format.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
 from hwsim.arch.accelerator import OPERANDS, Accelerator, MemoryLevel
 from hwsim.arch.assign import POSITIONS, AssignRule
-from hwsim.arch.overrides import apply_overrides
+from hwsim.arch.overrides import FLAG, apply_overrides
 from hwsim.arch.scalesim_cfg import cfg_to_raw
 from hwsim.arch.schema import (Field, check_section, format_name, join_path, list_of,
-                               list_of_patterns, non_negative_number, one_of, positive_int,
-                               positive_number, text)
+                               list_of_patterns, load_yaml, multiple_of_8, non_negative_number,
+                               one_of, positive_int, positive_number, text)
 from hwsim.arch.units import COMMON_UNIT_FIELDS, UNIT_KINDS
 from hwsim.errors import ConfigError
 
-TOP_FIELDS = (text("name"), positive_number("clock_mhz"),
+MAX_SIZE_BYTES = 2**40
+MAX_ACCESS_BITS = 2**16
+MIN_BANDWIDTH = 1e-6
+UNLIMITED = "unlimited"
+
+
+def _bandwidth(name: str) -> Field:
+    """Bytes per cycle: a number from MIN_BANDWIDTH to schema.MAX_NUMBER, or "unlimited"."""
+    number = positive_number(name, minimum=MIN_BANDWIDTH)
+
+    def limit(value: Any) -> str | None:
+        return None if value == UNLIMITED else number.limit(value)
+
+    return Field(name, f"a positive number or {UNLIMITED!r}",
+                 lambda v: v == UNLIMITED or number.accept(v), limit=limit)
+
+
+TOP_FIELDS = (text("name"), positive_number("clock_mhz", minimum=1e-3, maximum=1e6),
               text("description", required=False, default=""))
-PORT_FIELDS = (positive_number("bandwidth_bytes_per_cycle"), positive_int("access_bits"),
+PORT_FIELDS = (_bandwidth("bandwidth_bytes_per_cycle"),
+               multiple_of_8("access_bits", maximum=MAX_ACCESS_BITS,
+                             why="an access moves whole bytes"),
                non_negative_number("read_energy_pj"), non_negative_number("write_energy_pj"))
-BUFFER_FIELDS = (list_of("holds", OPERANDS), positive_int("size_bytes"), *PORT_FIELDS)
+BUFFER_FIELDS = (list_of("holds", OPERANDS), positive_int("size_bytes", maximum=MAX_SIZE_BYTES),
+                 *PORT_FIELDS)
 YAML_SUFFIXES = (".yaml", ".yml")
 CFG_SUFFIXES = (".cfg",)
 
 
+def read_text(path: Path, what: str, error: type[Exception]) -> str:
+    """The UTF-8 text of `path` (a leading BOM dropped); `error` naming the file otherwise."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    try:
+        content = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not a text file (UTF-8): byte 0x{data[exc.start]:02x} at offset "
+                    f"{exc.start} cannot be decoded; expected a {what}") from None
+    if "\x00" in content:
+        raise error(f"{path}: not a text file (UTF-8): it contains NUL bytes at offset "
+                    f"{content.index(chr(0))}; expected a {what}")
+    return content
+
+
 def _read_raw(path: Path, errors: list[str]) -> Any:
     if not path.is_file():
-        raise ConfigError(f"{path}: accelerator config not found")
+        what = "a directory, not a file" if path.is_dir() else "not found"
+        raise ConfigError(f"{path}: accelerator config {what}")
     suffix = path.suffix.lower()
-    if suffix in CFG_SUFFIXES:
-        return cfg_to_raw(path, errors)
-    if suffix not in YAML_SUFFIXES:
+    if suffix not in YAML_SUFFIXES + CFG_SUFFIXES:
         raise ConfigError(f"{path}: unknown accelerator config type {suffix!r}; expected "
                           f"{list(YAML_SUFFIXES + CFG_SUFFIXES)}")
+    what = ("SCALE-Sim .cfg" if suffix in CFG_SUFFIXES else "YAML") + " accelerator config"
+    content = read_text(path, what, ConfigError)
+    if suffix in CFG_SUFFIXES:
+        return cfg_to_raw(content, path, errors)
     try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        return load_yaml(content)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
 
 
 def _validate_unit(unit_raw: Any, where: str, errors: list[str]) -> dict[str, Any]:
@@ -92,6 +144,12 @@ def _validate_unit(unit_raw: Any, where: str, errors: list[str]) -> dict[str, An
                              extra_ok=tuple(other_kind_fields))
     values = check_section(unit_raw, (kind_field, *entry.common_fields, *entry.fields), where,
                            errors)
+    if entry.common_fields is COMMON_UNIT_FIELDS:
+        act, wgt, acc = (values.get(k) for k in ("act_bits", "weight_bits", "acc_bits"))
+        if all(isinstance(v, int) for v in (act, wgt, acc)) and acc < act + wgt:
+            errors.append(f"{join_path(where, 'acc_bits')}: expected at least act_bits + "
+                          f"weight_bits ({act + wgt}) so that a partial sum holds one product, "
+                          f"got {acc}")
     if entry.check is not None:
         for field, problem in entry.check(values):
             errors.append(f"{join_path(where, field)}: {problem}")
@@ -157,6 +215,10 @@ def _format_fields(rule_raw: Any) -> tuple[Field, ...]:
 
 def _validate(raw: Any, errors: list[str]) -> dict[str, Any]:
     """Check everything; return the accepted values in the shape the builders need."""
+    if raw is None:
+        errors.append("<top level>: the config is empty; expected a mapping with name, "
+                      "clock_mhz, compute (or units) and memory")
+        return {}
     top = check_section(raw, TOP_FIELDS, "", errors,
                         extra_ok=("compute", "units", "assign", "memory"))
     if not isinstance(raw, dict):
@@ -209,12 +271,12 @@ def _build(values: dict[str, Any], source: str) -> Accelerator:
                   for r in (assignment["rules"] if assignment else []))
     d = values["dram"]
     dram = MemoryLevel(name="dram", size_bytes=None,
-                       bandwidth_bytes_per_cycle=float(d["bandwidth_bytes_per_cycle"]),
+                       bandwidth_bytes_per_cycle=_bytes_per_cycle(d["bandwidth_bytes_per_cycle"]),
                        access_bits=d["access_bits"], read_energy_pj=float(d["read_energy_pj"]),
                        write_energy_pj=float(d["write_energy_pj"]), holds=OPERANDS)
     buffers = tuple(
         MemoryLevel(name=name, size_bytes=b["size_bytes"],
-                    bandwidth_bytes_per_cycle=float(b["bandwidth_bytes_per_cycle"]),
+                    bandwidth_bytes_per_cycle=_bytes_per_cycle(b["bandwidth_bytes_per_cycle"]),
                     access_bits=b["access_bits"], read_energy_pj=float(b["read_energy_pj"]),
                     write_energy_pj=float(b["write_energy_pj"]), holds=tuple(b["holds"]))
         for name, b in values["buffers"].items()
@@ -225,6 +287,10 @@ def _build(values: dict[str, Any], source: str) -> Accelerator:
                        compute_name=default,
                        other_units=tuple((n, u) for n, u in units.items() if n != default),
                        rules=rules)
+
+
+def _bytes_per_cycle(value: Any) -> float:
+    return math.inf if value == UNLIMITED else float(value)
 
 
 def accelerator_from_dict(raw: Any, source: str = "<dict>",
@@ -247,14 +313,37 @@ def load_accelerator(path: str | Path, overrides: Sequence[str] = ()) -> Acceler
 
 
 def _finish(raw: Any, errors: list[str], overrides: Sequence[str], source: str) -> Accelerator:
-    raw = apply_overrides(raw, overrides, errors)
+    if errors:  # the file itself is broken (e.g. a .cfg's own problems): report only those
+        _raise_if(errors, source, {})
+    applied: dict[str, str] = {}
+    raw = apply_overrides(raw, overrides, errors, applied)
     values = _validate(raw, errors)
-    _raise_if(errors, source)
+    _raise_if(errors, source, applied)
     return _build(values, source)
 
 
-def _raise_if(errors: list[str], source: str) -> None:
+def _origin(error: str, source: str, applied: dict[str, str]) -> str:
+    """``"<file or --set override>: <problem>"``: an error on an overridden path names the flag."""
+    if error.startswith(FLAG + " "):
+        return error
+    path, sep, problem = error.partition(": ")
+    for key_path, flag in applied.items():
+        if sep and path == key_path:
+            return f"{flag}: {problem}"
+        if sep and path.startswith(key_path + "."):
+            return f"{flag}: {error}"
+    # a cross-field problem (acc_bits vs act_bits) that names an overridden sibling field
+    section = path.rpartition(".")[0]
+    near = [flag for key_path, flag in applied.items()
+            if sep and section and key_path.rpartition(".")[0] == section
+            and key_path.rpartition(".")[2] in problem]
+    return f"{source}: {error}" + (f" (after {', '.join(near)})" if near else "")
+
+
+def _raise_if(errors: list[str], source: str, applied: dict[str, str]) -> None:
+    """One `ConfigError`: the first problem on the first line (naming its file or flag) with the
+    error count, then one line per further problem."""
     if errors:
-        lines = "\n".join(f"  {source}: {e}" for e in errors)
-        raise ConfigError(f"invalid accelerator config {source} ({len(errors)} "
-                          f"error{'s' if len(errors) > 1 else ''}):\n{lines}")
+        lines = [_origin(e, source, applied) for e in errors]
+        count = f"({len(lines)} error{'s' if len(lines) > 1 else ''})"
+        raise ConfigError("\n  ".join([f"{lines[0]} {count}", *lines[1:]]))

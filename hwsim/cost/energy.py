@@ -4,6 +4,8 @@ Actions: the compute unit's actions (a MAC array: one ``mac`` per multiply-accum
 pass; an XNOR unit: ``xnor``, ``popcount_bit``, ``accumulate``; a shift-add unit: ``shift``,
 ``add``, ``accumulate``); one read (write) access per
 `access_bits` bits moved at a memory level, ``ceil(8 * bytes / access_bits)`` per layer.
+Traffic is counted in whole bytes, so `access_bits` is a whole number of bytes (a multiple of 8,
+checked by the config loader): an access never splits a byte.
 """
 
 from __future__ import annotations
@@ -41,8 +43,14 @@ class EnergyTable:
 
 
 def accesses(bytes_moved: np.ndarray, access_bits: int) -> np.ndarray:
-    """Accesses of `access_bits` bits needed to move `bytes_moved` bytes (int64, rounded up)."""
-    return -(-(bytes_moved * 8) // access_bits)
+    """Accesses of `access_bits` bits needed to move `bytes_moved` bytes (int64, rounded up):
+    ``ceil(8 * bytes / access_bits)``, exact, computed as ``8 q + ceil(8 r / access_bits)`` with
+    ``bytes = q * access_bits + r`` so that no intermediate exceeds the result (a float64
+    estimate for float64 input: the cost model's overflow-check pass)."""
+    if np.asarray(bytes_moved).dtype.kind == "f":
+        return np.ceil(bytes_moved * 8.0 / access_bits)
+    whole, rest = np.divmod(bytes_moved, access_bits)
+    return 8 * whole + -(-(8 * rest) // access_bits)
 
 
 def energy_pj(counts: dict[str, np.ndarray], table: EnergyTable) -> dict[str, np.ndarray]:

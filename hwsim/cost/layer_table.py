@@ -16,7 +16,7 @@ import numpy as np
 
 from hwsim.arch.units import Operands
 from hwsim.errors import WorkloadError
-from hwsim.workloads.layer import LayerShape, check_convention
+from hwsim.workloads.layer import MAX_BITS, LayerShape, check_convention
 
 _INT_FIELDS = ("in_h", "in_w", "in_channels", "out_channels", "kernel_h", "kernel_w",
                "stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right",
@@ -91,6 +91,22 @@ class LayerTable:
     def __len__(self) -> int:
         return len(self.names)
 
+    def as_float(self) -> "LayerTable":
+        """The same table with every size column in float64 (act_bits / weight_bits stay int64):
+        the cost model runs its formulas on it once to check that no figure overflows int64."""
+        sizes = {f.name: getattr(self, f.name).astype(np.float64) for f in fields(self)
+                 if isinstance(getattr(self, f.name), np.ndarray)
+                 and f.name not in ("act_bits", "weight_bits")}
+        return replace(self, **sizes)
+
+    def row_macs(self, row: int) -> int:
+        """MACs of row `row` in Python integers (exact whatever the size)."""
+        sc = int(self.out_channels[row]) // int(self.groups[row])
+        t = int(self.kernel_h[row]) * int(self.kernel_w[row]) * (
+            int(self.in_channels[row]) // int(self.groups[row]))
+        sr = int(self.out_h[row]) * int(self.out_w[row]) * int(self.batch[row])
+        return int(self.groups[row]) * sr * sc * t
+
     @cached_property
     def operands(self) -> Operands:
         """Widths and format families per row, as the compute units' hooks take them."""
@@ -135,8 +151,9 @@ class LayerTable:
         n = len(self)
         act = np.broadcast_to(np.asarray(act_bits, dtype=np.int64), (n,)).copy()
         wgt = np.broadcast_to(np.asarray(weight_bits, dtype=np.int64), (n,)).copy()
-        if (act <= 0).any() or (wgt <= 0).any():
-            raise WorkloadError("with_bits: act_bits and weight_bits must be positive integers")
+        if (act <= 0).any() or (wgt <= 0).any() or (act > MAX_BITS).any() or (wgt > MAX_BITS).any():
+            raise WorkloadError(f"with_bits: act_bits and weight_bits must be integers from 1 to "
+                                f"{MAX_BITS}")
         return replace(self, act_bits=act, weight_bits=wgt)
 
     def with_formats(self, weight_format: str | Sequence[str],

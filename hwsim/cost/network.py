@@ -7,7 +7,15 @@ conv is its own GEMM, run back to back) and bit passes (operands wider than the 
 bit-sliced). Memory transfers
 are double-buffered and overlap compute perfectly, so a layer takes
 ``max(compute_cycles, ceil(max over levels of transfer cycles))``; the excess over compute is
-``stall_cycles``. Layers run one after another.
+``stall_cycles``. Layers run one after another. A memory level with ``unlimited`` bandwidth (e.g.
+a SCALE-Sim .cfg in CALC mode) never stalls.
+
+Exactness: counts (MACs and other actions, cycles, bytes, accesses) are int64. Before pricing, the
+same formulas run once in float64 and every count of every layer must stay at most `MAX_COUNT`
+(2^53): then the int64 arithmetic cannot overflow (no intermediate exceeds a small multiple of a
+count) and every count is also exact as a float. A layer beyond that is a `WorkloadError` naming
+it and the figure, never a wrapped (negative) number. Energies, latency and utilization are
+float64 and finite; network totals are summed in Python integers.
 """
 
 from __future__ import annotations
@@ -23,18 +31,59 @@ from hwsim.arch.units import ComputeUnit
 from hwsim.cost.energy import EnergyTable, accesses, energy_pj
 from hwsim.cost.layer_table import LayerTable
 from hwsim.cost.traffic import memory_traffic, transfer_cycles
+from hwsim.errors import WorkloadError
 from hwsim.workloads.layer import LayerShape
 
 
+#: Largest count (MACs, cycles, bytes, accesses) of one layer: exact in int64 with headroom for
+#: intermediates, and exact in float64.
+MAX_COUNT = 2**53
+#: Columns that are not counts (float64; checked to be finite and non-negative).
+_FLOAT_COLUMNS = ("latency_s", "utilization")
+
+
 def _unit_columns(accel: Accelerator, unit: ComputeUnit, table: LayerTable) -> dict[str, np.ndarray]:
-    """Cost columns of `table` with every layer on `unit`."""
+    """Cost columns of `table` with every layer on `unit`, after checking in float64 that every
+    figure is representable (see the module docstring)."""
+    _check_representable(_figures(accel, unit, table.as_float()), table, unit)
+    return _figures(accel, unit, table)
+
+
+def _check_representable(cols: dict[str, np.ndarray], table: LayerTable,
+                         unit: ComputeUnit) -> None:
+    """Raise `WorkloadError` naming the first layer with a count above MAX_COUNT (or a float
+    figure that is not finite)."""
+    worst: tuple[int, str, float] | None = None
+    for key, col in cols.items():
+        col = np.asarray(col, dtype=np.float64)
+        is_float = key in _FLOAT_COLUMNS or key.startswith("energy_")
+        ok = (np.isfinite(col) & (col >= 0)) if is_float else ((col >= 0) & (col <= MAX_COUNT))
+        bad = np.flatnonzero(~ok)
+        if bad.size and (worst is None or bad[0] < worst[0]):
+            worst = (int(bad[0]), key, float(col[bad[0]]))
+    if worst is None:
+        return
+    row, key, value = worst
+    name = table.names[row]
+    shown = repr(name) if len(repr(name)) <= 60 else repr(name[:50] + "...")
+    raise WorkloadError(
+        f"layer {shown}: {key} would be {value:.4g} on the {unit.kind} unit, beyond what the cost "
+        f"model counts exactly (at most 2^53 = {MAX_COUNT:.4g} per layer); split the layer or "
+        f"reduce its batch (layer {row + 1} of {len(table)}: {table.row_macs(row):.4g} MACs)")
+
+
+def _figures(accel: Accelerator, unit: ComputeUnit, table: LayerTable) -> dict[str, np.ndarray]:
+    """The cost columns: int64 counts for an int64 table, or their float64 estimates for the
+    float64 copy (`LayerTable.as_float`) -- the same formulas either way."""
     traffic = memory_traffic(accel, table, unit)
     passes = traffic.passes
     macs = table.macs
     ops = table.operands
     compute = table.groups * passes * unit.compute_cycles(table.sr, table.sc, table.t, ops)
     moving = transfer_cycles(accel, traffic)
-    bound = np.ceil(np.max(np.stack(list(moving.values())), axis=0)).astype(np.int64)
+    bound = np.ceil(np.max(np.stack(list(moving.values())), axis=0))
+    if compute.dtype.kind == "i":  # exact: the float64 pass checked that every figure fits
+        bound = bound.astype(np.int64)
     total = np.maximum(compute, bound)
 
     energies = EnergyTable.for_accelerator(accel, unit)
@@ -67,7 +116,7 @@ def _unit_columns(accel: Accelerator, unit: ComputeUnit, table: LayerTable) -> d
     # Useful MACs per PE-cycle; at most 1 except on a 1x1 output-stationary array, where
     # SCALE-Sim's "- 1" makes the cycle count one less than the MACs (and 0 for a single MAC:
     # counted as one cycle here, so utilization stays finite).
-    cols["utilization"] = macs / (np.maximum(compute, 1) * unit.pe_count)
+    cols["utilization"] = macs / (np.maximum(compute, 1).astype(np.float64) * float(unit.pe_count))
     return cols
 
 
@@ -160,19 +209,27 @@ def cost_network(accel: Accelerator, layers: Sequence[LayerShape], *,
                           "weight_format": list(table.weight_format),
                           "act_format": list(table.act_format), **cols, "unit": list(chosen)})
     units = accel.units
-    pes = np.array([units[name].pe_count for name in chosen], dtype=np.int64)
-    pe_cycles = int((np.maximum(cols["compute_cycles"], 1) * pes).sum())
+    # Totals in Python integers: exact however many layers are summed.
+    pe_cycles = sum(max(c, 1) * units[name].pe_count
+                    for c, name in zip(cols["compute_cycles"].tolist(), chosen))
+    total_cycles = _total(cols["total_cycles"])
+    macs = _total(cols["macs"])
     return NetworkCost(
         accelerator=accel.name,
         convention=convention,
         per_layer=frame,
-        macs=int(cols["macs"].sum()),
-        compute_cycles=int(cols["compute_cycles"].sum()),
-        stall_cycles=int(cols["stall_cycles"].sum()),
-        total_cycles=int(cols["total_cycles"].sum()),
-        latency_s=float(cols["total_cycles"].sum() / accel.clock_hz),
+        macs=macs,
+        compute_cycles=_total(cols["compute_cycles"]),
+        stall_cycles=_total(cols["stall_cycles"]),
+        total_cycles=total_cycles,
+        latency_s=total_cycles / accel.clock_hz,
         energy_compute_pj=float(cols["energy_compute_pj"].sum()),
         energy_total_pj=float(cols["energy_total_pj"].sum()),
-        dram_bytes=int(cols["dram_read_bytes"].sum() + cols["dram_write_bytes"].sum()),
-        utilization=float(cols["macs"].sum() / pe_cycles),
+        dram_bytes=_total(cols["dram_read_bytes"]) + _total(cols["dram_write_bytes"]),
+        utilization=macs / pe_cycles,
     )
+
+
+def _total(column: np.ndarray) -> int:
+    """Exact sum of an int64 column."""
+    return sum(column.tolist())

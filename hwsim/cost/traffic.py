@@ -19,6 +19,12 @@ Buffers <-> array: the compute unit's `array_accesses` (element counts of one gr
   (a MAC array or shift-add unit: `act_bits` and `weight_bits`; an XNOR unit: 1 bit per plane),
   partial sums and outputs at `acc_bits` times the unit's `output_passes` (requantization
   happens on the way out to DRAM). Each buffer is also written by its DRAM fills and read by its DRAM drains.
+
+Arithmetic: the functions here work on int64 columns (exact; the cost model first checks, in a
+float64 pass over the same formulas, that every figure of every layer stays below 2^53, see
+hwsim/cost/network.py) and equally on float64 columns (that check). No int64 intermediate grows
+beyond a small multiple of a checked figure: byte and access conversions divide before they
+multiply, and the loop-order choice compares in float64 where the rejected order would not fit.
 """
 
 from __future__ import annotations
@@ -32,9 +38,16 @@ from hwsim.arch.units import ComputeUnit
 from hwsim.cost.layer_table import LayerTable
 
 
+#: Largest int64 value the loop-order comparison evaluates exactly (beyond: in float64).
+_EXACT_ORDER = 2.0**62
+
+
 def bits_to_bytes(elements: np.ndarray, bits: np.ndarray | int) -> np.ndarray:
-    """``ceil(elements * bits / 8)`` as int64."""
-    return -(-(elements * bits) // 8)
+    """``ceil(elements * bits / 8)``: exact for int64 `elements`, without forming ``elements *
+    bits``; a float64 estimate for float64 `elements` (the overflow check's pass)."""
+    if np.asarray(elements).dtype.kind == "f":
+        return np.ceil(elements * bits / 8.0)
+    return (elements // 8) * bits + -(-((elements % 8) * bits) // 8)
 
 
 @dataclass(frozen=True)
@@ -59,11 +72,9 @@ def memory_traffic(accel: Accelerator, table: LayerTable,
     ofmap_b = bits_to_bytes(table.ofmap_elems, table.act_bits)
 
     cap = {op: accel.buffer_for(op).capacity_per_operand_bytes() for op in OPERANDS}
-    n_filter_chunks = np.ceil(filter_b / cap["filter"]).astype(np.int64)
-    n_ifmap_chunks = np.ceil(ifmap_b / cap["ifmap"]).astype(np.int64)
-    order_filter_outer = filter_b + n_filter_chunks * ifmap_b
-    order_ifmap_outer = ifmap_b + n_ifmap_chunks * filter_b
-    filter_outer = order_filter_outer <= order_ifmap_outer
+    n_filter_chunks = np.ceil(filter_b / cap["filter"]).astype(filter_b.dtype)
+    n_ifmap_chunks = np.ceil(ifmap_b / cap["ifmap"]).astype(ifmap_b.dtype)
+    filter_outer = _filter_outer_is_cheaper(ifmap_b, filter_b, n_ifmap_chunks, n_filter_chunks)
     ifmap_dram = np.where(filter_outer, n_filter_chunks * ifmap_b, ifmap_b)
     filter_dram = np.where(filter_outer, filter_b, n_ifmap_chunks * filter_b)
 
@@ -104,11 +115,26 @@ def memory_traffic(accel: Accelerator, table: LayerTable,
     )
 
 
+def _filter_outer_is_cheaper(ifmap_b: np.ndarray, filter_b: np.ndarray, n_ifmap: np.ndarray,
+                             n_filter: np.ndarray) -> np.ndarray:
+    """``W + n_filter * I <= I + n_ifmap * W`` per layer: exact where both sides fit int64
+    comfortably, in float64 elsewhere (there the cheaper order is far below the other one or
+    the layer is refused as too large anyway)."""
+    as_float = filter_b + n_filter.astype(np.float64) * ifmap_b, \
+        ifmap_b + n_ifmap.astype(np.float64) * filter_b
+    fits = (as_float[0] < _EXACT_ORDER) & (as_float[1] < _EXACT_ORDER)
+    zero = np.zeros_like(n_filter)
+    exact = (filter_b + np.where(fits, n_filter, zero) * ifmap_b
+             <= ifmap_b + np.where(fits, n_ifmap, zero) * filter_b)
+    return np.where(fits, exact, as_float[0] <= as_float[1])
+
+
 def transfer_cycles(accel: Accelerator, traffic: Traffic) -> dict[str, np.ndarray]:
     """Cycles each level needs to move its traffic, per layer (float64).
 
     DRAM has one shared interface (reads + writes); an on-chip buffer has a read port and a
-    write port, each `bandwidth_bytes_per_cycle` wide (max of reads and writes).
+    write port, each `bandwidth_bytes_per_cycle` wide (max of reads and writes). An
+    ``unlimited`` level (bandwidth inf) takes 0 cycles.
     """
     cycles = {}
     for level in accel.levels:

@@ -12,6 +12,16 @@ from hwsim.onnx.errors import OnnxImportError
 from hwsim.workloads import LayerShape, linear_layer
 
 _DENSE = ("Gemm", "MatMul")
+#: Ops that do MACs the cost model has no layer shape for: refused, never silently dropped.
+_UNPRICED = {
+    "ConvTranspose": "transposed convolution",
+    "DeformConv": "deformable convolution",
+    "LSTM": "recurrent layer", "GRU": "recurrent layer", "RNN": "recurrent layer",
+    "ConvInteger": "integer convolution (a quantized model: use load_onnx_program)",
+    "MatMulInteger": "integer matmul (a quantized model: use load_onnx_program)",
+    "QLinearConv": "QOperator convolution (a quantized model: use load_onnx_program)",
+    "QLinearMatMul": "QOperator matmul (a quantized model: use load_onnx_program)",
+}
 
 
 def load_onnx_workload(source: ModelSource, *, batch: int = 1, act_bits: int = 8,
@@ -27,7 +37,10 @@ def load_onnx_workload(source: ModelSource, *, batch: int = 1, act_bits: int = 8
     Emitted: 2-D Conv (kind "conv", groups, pads after auto_pad, dilation) and Gemm / MatMul
     whose second operand is a weight (kind "linear": in = K, out = N, batch = the product of the
     first operand's other dimensions). A MatMul of two activations multiplies no weights and is
-    not a layer here; other ops do no MACs on weights. Names are the ONNX node names.
+    not a layer here. Ops that do MACs on weights but have no layer shape here (ConvTranspose,
+    DeformConv, LSTM / GRU / RNN, and the integer / QOperator ops of quantized models) raise
+    `OnnxImportError` naming the node ("cannot be priced"): dropping them would under-report the
+    cost. Other ops do no MACs on weights. Names are the ONNX node names.
     """
     onnx = require("onnx", "load_onnx_workload")
     model = load_model(source)
@@ -37,6 +50,10 @@ def load_onnx_workload(source: ModelSource, *, batch: int = 1, act_bits: int = 8
     for node in model.graph.node:
         if node.domain not in ("", "ai.onnx"):
             continue
+        if node.op_type in _UNPRICED:
+            raise model.fail(node, f"cannot be priced: the cost model has no layer shape for a "
+                                   f"{_UNPRICED[node.op_type]}, and leaving it out would "
+                                   f"under-report the cost (supported: Conv, Gemm, MatMul)")
         if node.op_type == "Conv":
             layers.append(_conv_layer(model, node, shapes, batch, act_bits, weight_bits))
         elif node.op_type in _DENSE and node.input[1] in weights:

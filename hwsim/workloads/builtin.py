@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 from hwsim.errors import WorkloadError
-from hwsim.workloads.layer import LayerShape, linear_layer
+from hwsim.workloads.layer import MAX_DIM, LayerShape, linear_layer
 
 IMAGENET_CLASSES = 1000
 
@@ -156,7 +156,9 @@ def builtin_workload(name: str, batch: int = 1, input_hw: int = 224) -> list[Lay
             f"unknown built-in workload {name!r}; known workloads: {builtin_workload_names()}"
         )
     for label, value in (("batch", batch), ("input_hw", input_hw)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise WorkloadError(f"built-in workload {name!r}: {label} must be a positive "
-                                f"integer, got {value!r}")
+        if (isinstance(value, bool) or not isinstance(value, int) or value <= 0
+                or value > MAX_DIM):
+            shown = value if not isinstance(value, int) or value < 10**40 else "a huge integer"
+            raise WorkloadError(f"built-in workload {name!r}: {label} must be an integer from 1 "
+                                f"to {MAX_DIM}, got {shown!r}")
     return _BUILTINS[name](batch, input_hw)

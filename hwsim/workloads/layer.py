@@ -21,6 +21,23 @@ from hwsim.errors import WorkloadError
 
 CONVENTIONS = ("torch", "scalesim")
 LAYER_KINDS = ("conv", "linear")
+#: Largest size, channel count, kernel, stride, dilation, padding, groups or batch of a layer.
+#: Together with the cost model's per-layer check (every count at most 2^53, see
+#: hwsim/cost/network.py) this keeps all cost arithmetic exact in int64.
+MAX_DIM = 2**31
+#: Largest operand width (act_bits, weight_bits), as for accelerator configs.
+MAX_BITS = 256
+
+
+def _show(value: object) -> str:
+    """`repr` for messages; integers beyond 40 digits by their size."""
+    if isinstance(value, int) and abs(value) >= 10**40:
+        return f"an integer of {int(abs(value).bit_length() * 0.30103) + 1} digits"
+    try:
+        text = repr(value)
+    except ValueError:
+        return f"a {type(value).__name__} too large to print"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def check_convention(convention: str) -> None:
@@ -80,7 +97,7 @@ class LayerShape:
     def __post_init__(self) -> None:
         problems = self._problems()
         if problems:
-            raise WorkloadError(f"layer {self.name!r}: " + "; ".join(problems))
+            raise WorkloadError(f"layer {_show(self.name)}: " + "; ".join(problems))
 
     def _problems(self) -> list[str]:
         problems: list[str] = []
@@ -91,17 +108,22 @@ class LayerShape:
                     "act_bits", "weight_bits")
         for field in positive:
             value = getattr(self, field)
+            top = MAX_BITS if field.endswith("_bits") else MAX_DIM
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                problems.append(f"{field}: expected a positive integer, got {value!r}")
+                problems.append(f"{field}: expected a positive integer, got {_show(value)}")
+            elif value > top:
+                problems.append(f"{field}: expected at most {top}, got {_show(value)}")
         for field in ("pad_top", "pad_left", "pad_bottom", "pad_right"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                problems.append(f"{field}: expected a non-negative integer, got {value!r}")
+                problems.append(f"{field}: expected a non-negative integer, got {_show(value)}")
+            elif value > MAX_DIM:
+                problems.append(f"{field}: expected at most {MAX_DIM}, got {_show(value)}")
         for field in ("weight_format", "act_format"):
             value = getattr(self, field)
             if not isinstance(value, str) or not value.strip():
                 problems.append(f"{field}: expected a non-empty format family name, got "
-                                f"{value!r}")
+                                f"{_show(value)}")
         if problems:
             return problems
         if self.in_channels % self.groups or self.out_channels % self.groups:
