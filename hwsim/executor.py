@@ -48,7 +48,8 @@ def _check_backend(backend: str) -> None:
 def execute(program: IntProgram, input_codes: np.ndarray, *, record: bool = False,
             backend: str = "fast", check: bool = True) -> ExecutionResult:
     """Run `program` on integer input codes of shape (N, ...) matching the input node's shape
-    (any batch size N). Returns the output codes, and all intermediate codes if `record`."""
+    (any batch size N >= 1; a batch of 0 raises ProgramError). Returns the output codes, and
+    all intermediate codes if `record`."""
     _check_backend(backend)
     if check:
         check_program(program)
@@ -93,6 +94,9 @@ def _checked_input(program: IntProgram, inp: Node, codes: np.ndarray) -> np.ndar
     if codes.ndim != len(inp.out_shape) or codes.shape[1:] != tuple(inp.out_shape[1:]):
         raise ProgramError(f"{where}: expected shape (N, {', '.join(map(str, inp.out_shape[1:]))}), "
                            f"got {codes.shape}")
+    if codes.shape[0] == 0:
+        raise ProgramError(f"{where}: a batch of 0 inputs (shape {codes.shape}); execute needs "
+                           "at least one input (N >= 1)")
     if codes.size and (codes.min() < inp.out.qmin or codes.max() > inp.out.qmax):
         raise ProgramError(f"{where}: codes must lie in [{inp.out.qmin}, {inp.out.qmax}], got "
                            f"[{codes.min()}, {codes.max()}]")

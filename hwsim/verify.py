@@ -34,6 +34,11 @@ class VerificationReport:
     per_layer: pd.DataFrame
     summary: dict[str, Any]
 
+    @property
+    def warnings(self) -> list[str]:
+        """Why this configuration's output is unusable, if it is (see `fidelity_warnings`)."""
+        return fidelity_warnings(self.summary)
+
     def to_text(self) -> str:
         cols = ["layer", "op", "shape", "max_lsb_diff", "mismatch_pct", "max_lsb_diff_e2e",
                 "sqnr_db", "cosine", "overflows"]
@@ -43,7 +48,32 @@ class VerificationReport:
                   "vs the fake-quant model. sqnr_db / cosine: the integer program vs float.")
         lines = [legend, table, ""]
         lines += [f"{k}: {_fmt(v)}" for k, v in self.summary.items()]
+        lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
+
+
+# Below these, a configuration has collapsed the model's fidelity (e.g. W4A4 MobileNetV2).
+MIN_TOP1_AGREEMENT = 0.5
+MIN_OUTPUT_SQNR_DB = 0.0
+
+
+def fidelity_warnings(summary: dict[str, Any]) -> list[str]:
+    """Warnings for a verification `summary` whose integer program no longer tracks the float
+    model: top-1 agreement with float below MIN_TOP1_AGREEMENT, or output SQNR against float
+    below MIN_OUTPUT_SQNR_DB (the quantization noise outweighs the output)."""
+    out = []
+    top1 = summary.get("top1_agreement_int_vs_float")
+    if isinstance(top1, float) and top1 < MIN_TOP1_AGREEMENT:
+        out.append(f"top-1 agreement of the integer program with the float model is {top1:.2f} "
+                   f"(< {MIN_TOP1_AGREEMENT}): this configuration collapses the model's "
+                   "predictions; try more weight/activation bits, --first-last-int8 or "
+                   "--depthwise-int8")
+    sqnr = summary.get("output_sqnr_db_int_vs_float")
+    if isinstance(sqnr, float) and sqnr < MIN_OUTPUT_SQNR_DB:
+        out.append(f"output SQNR of the integer program vs the float model is {sqnr:.1f} dB "
+                   f"(< {MIN_OUTPUT_SQNR_DB:g} dB): the quantization error is larger than the "
+                   "output itself")
+    return out
 
 
 def _fmt(v: Any) -> str:

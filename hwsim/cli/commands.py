@@ -1,24 +1,71 @@
-"""One function per CLI command; each calls the Python API and prints/saves its results."""
+"""One function per CLI command; each calls the Python API and prints/saves its results.
+
+Every command checks its files first (inputs readable, output paths writable), computes, writes
+the --csv/--json files, and only then prints: a closed stdout (`| head`) loses nothing.
+"""
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
+import pandas as pd
 from tqdm import tqdm
 
-from hwsim.cli.output import print_summary, print_table, save_results
+from hwsim.cli.main import N_EVAL_IMAGES, RANDOM_WEIGHTS_NOTE, ZOO_WEIGHTS
+from hwsim.cli.output import (check_output_path, describe_os_error, print_summary,
+                              print_table, print_written, save_results)
 from hwsim.errors import HwsimError
 
 COST_COLUMNS = ["name", "unit", "macs", "compute_cycles", "stall_cycles", "total_cycles",
                 "utilization", "energy_compute_pj", "energy_total_pj"]
+VERIFY_COLUMNS = ["layer", "op", "shape", "max_lsb_diff", "mismatch_pct", "max_lsb_diff_e2e",
+                  "sqnr_db", "cosine", "overflows"]
+VERIFY_LEGEND = ("max_lsb_diff / mismatch_pct: the layer alone, fed the fake-quant model's "
+                 "inputs, vs the fake-quant model (codes).\nmax_lsb_diff_e2e: the whole integer "
+                 "program vs the fake-quant model. sqnr_db / cosine: the integer program vs float.")
 DEFAULT_HW = Path(__file__).resolve().parents[2] / "hw_configs" / "int8_systolic.yaml"
+PROGRAM_SUFFIXES = (".json", ".npz")
+
+
+def _quiet(args: argparse.Namespace) -> bool:
+    return bool(getattr(args, "quiet", False))
+
+
+def check_input_file(flag: str, path: str, what: str) -> None:
+    """`path` (the value of `flag`) must be a readable file holding `what`."""
+    p = Path(path)
+    if not str(path).strip():
+        raise HwsimError(f"{flag}: empty path; expected {what}")
+    if p.is_dir():
+        raise HwsimError(f"{flag} {path}: is a directory; expected {what}")
+    if not p.exists():
+        raise HwsimError(f"{flag} {path}: no such file; expected {what}")
+    try:
+        with open(p, "rb"):
+            pass
+    except OSError as exc:
+        raise HwsimError(f"{flag} {path}: cannot read: {describe_os_error(exc)}") from None
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    check_output_path("--csv", args.csv)
+    check_output_path("--json", args.json)
+    if getattr(args, "save_program", None) is not None:
+        check_output_path("--save-program", args.save_program)
+        base = Path(args.save_program)
+        base = base.with_suffix("") if base.suffix in PROGRAM_SUFFIXES else base
+        for suffix in PROGRAM_SUFFIXES:
+            check_output_path("--save-program", base.with_suffix(suffix))
 
 
 def _accelerator(args: argparse.Namespace):
     from hwsim.arch import load_accelerator
 
-    path = args.hw or str(DEFAULT_HW)
-    return load_accelerator(path, args.overrides)
+    if args.hw is not None:
+        check_input_file("--hw", args.hw, "an accelerator config (.yaml or SCALE-Sim .cfg)")
+    return load_accelerator(args.hw or str(DEFAULT_HW), args.overrides)
 
 
 def _cost_and_report(args, accel, layers, default_convention: str, title: str) -> int:
@@ -26,37 +73,74 @@ def _cost_and_report(args, accel, layers, default_convention: str, title: str) -
 
     convention = args.convention or default_convention
     result = cost_network(accel, layers, convention=convention)
-    print_table(result.per_layer, COST_COLUMNS)
     summary = {"accelerator": accel.name, "layers": len(layers), "convention": convention,
                **result.totals()}
+    written = save_results(result.per_layer, summary, csv_path=args.csv, json_path=args.json)
+    if not _quiet(args):
+        print_table(result.per_layer, COST_COLUMNS)
     print_summary(title, summary)
-    save_results(result.per_layer, summary, csv_path=args.csv, json_path=args.json)
+    if not _quiet(args):
+        print_written(written)
     return 0
 
 
-def simulate(args: argparse.Namespace) -> int:
-    from hwsim.workloads import builtin_workload
+def _simulate_layers(args: argparse.Namespace):
+    """The layers `--model` names: a built-in workload, a saved program or an ONNX model."""
+    from hwsim.workloads import builtin_workload, builtin_workload_names
 
-    accel = _accelerator(args)
     model = args.model
-    if model.endswith((".json", ".npz")):
-        from hwsim.flows import program_workload
+    suffix = Path(model).suffix.lower()
+    if suffix in PROGRAM_SUFFIXES:
         from hwsim.ir import load_program
+        from hwsim.workloads import program_workload
 
-        layers = program_workload(load_program(model), batch=args.batch)
-    elif model.endswith(".onnx"):  # a float (or QDQ) ONNX model: its conv / gemm / matmul layers
+        base = Path(model).with_suffix("")
+        for s in PROGRAM_SUFFIXES:
+            check_input_file("--model", str(base) + s,
+                             "a saved integer program (a .json and .npz pair)")
+        return program_workload(load_program(model), batch=args.batch)
+    if suffix == ".onnx":  # a float (or QDQ) ONNX model: its conv / gemm / matmul layers
         from hwsim.onnx import load_onnx_workload
 
-        layers = load_onnx_workload(model, batch=args.batch)
-    else:
-        layers = builtin_workload(model, batch=args.batch)
-    return _cost_and_report(args, accel, layers, "torch", f"{model} on {accel.name}")
+        check_input_file("--model", model, "an ONNX model")
+        _check_onnx_batch(model, args.batch)
+        return load_onnx_workload(model, batch=args.batch)
+    names = builtin_workload_names()
+    if model in names:
+        return builtin_workload(model, batch=args.batch)
+    kind = "is a directory" if os.path.isdir(model) else (
+        "is a file of an unknown type" if os.path.exists(model) else "is unknown")
+    raise HwsimError(f"--model {model}: {kind}; expected a built-in workload ({', '.join(names)}), "
+                     "a saved integer program (.json/.npz) or an ONNX model (.onnx)")
+
+
+def _check_onnx_batch(model: str, batch: int) -> None:
+    """--batch N on a model whose input has a static batch other than N would cost the model's
+    batch, not N: refuse it."""
+    from hwsim.onnx._model import load_model
+
+    onnx_model = load_model(model)
+    value = onnx_model.graph_input()
+    dims = value.type.tensor_type.shape.dim
+    if batch != 1 and dims and dims[0].HasField("dim_value") and dims[0].dim_value != batch:
+        raise HwsimError(f"--batch {batch}: {model} has a static batch of {dims[0].dim_value} "
+                         f"(input {value.name!r}); export it with a dynamic batch dimension to "
+                         "cost other batch sizes")
+
+
+def simulate(args: argparse.Namespace) -> int:
+    _check_outputs(args)
+    accel = _accelerator(args)
+    layers = _simulate_layers(args)
+    return _cost_and_report(args, accel, layers, "torch", f"{args.model} on {accel.name}")
 
 
 def cost(args: argparse.Namespace) -> int:
     from hwsim.workloads import load_topology_csv
 
+    _check_outputs(args)
     accel = _accelerator(args)
+    check_input_file("--topology", args.topology, "a SCALE-Sim topology CSV")
     layers = load_topology_csv(args.topology)
     return _cost_and_report(args, accel, layers, "scalesim", f"{args.topology} on {accel.name}")
 
@@ -65,8 +149,9 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
     from hwsim.flows import quantize_zoo_model
     from hwsim.verify import verify as run_verify
 
-    if args.images is not None and args.images < 1:
-        raise HwsimError(f"--images must be at least 1, got {args.images}")
+    if args.images is not None and not 1 <= args.images <= N_EVAL_IMAGES:
+        raise HwsimError(f"--images must be in [1, {N_EVAL_IMAGES}] (the zoo's evaluation "
+                         f"images), got {args.images}")
     steps.set_description("quantize + lower")
     flow = quantize_zoo_model(model, bits=args.bits, act_bits=args.act_bits,
                               per_channel=not args.per_tensor, requant=args.requant,
@@ -84,18 +169,43 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
     return flow, report
 
 
+def _progress(args: argparse.Namespace, total: int) -> tqdm:
+    return tqdm(total=total, unit="step", leave=False, disable=True if _quiet(args) else None)
+
+
+def _warn(command: str, warnings: list[str]) -> None:
+    for w in warnings:
+        print(f"hwsim {command}: warning: {w}", file=sys.stderr)
+
+
+def _print_verification(args: argparse.Namespace, report) -> None:
+    if not _quiet(args):
+        print(VERIFY_LEGEND)
+        print_table(report.per_layer, VERIFY_COLUMNS)
+
+
 def verify(args: argparse.Namespace) -> int:
     if args.onnx is not None:
         return _verify_onnx(args)
-    if args.inputs is not None:
-        raise HwsimError("--inputs applies to --onnx; --model verifies on the zoo's evaluation "
-                         "images (see --images)")
-    with tqdm(total=2, unit="step", leave=False, disable=None) as steps:
-        flow, report = _quantize_and_verify(args, args.model or "mobilenet_v2", steps)
-    print(report.to_text())
-    _verify_extras(args, flow.program, lambda: flow.qm.quantize_input(flow.calib_images),
-                   "the calibration images")
-    save_results(report.per_layer, report.summary, csv_path=args.csv, json_path=args.json)
+    _check_outputs(args)
+    model = args.model or "mobilenet_v2"
+    with _progress(args, 2) as steps:
+        flow, report = _quantize_and_verify(args, model, steps)
+    summary = {"model": model, "weights": ZOO_WEIGHTS.get(model, "?"), **report.summary}
+    if report.warnings:
+        summary["warnings"] = list(report.warnings)
+    saved = _save_program(args, flow.program)
+    written = save_results(report.per_layer, summary, csv_path=args.csv, json_path=args.json)
+    _warn("verify", report.warnings)
+    _print_verification(args, report)
+    _print_acc_report(args, flow.program, lambda: flow.qm.quantize_input(flow.calib_images),
+                      "the calibration images")
+    print_summary(f"{model}: integer program vs fake-quant vs float",
+                  {k: v for k, v in summary.items() if k != "warnings"})  # on stderr already
+    if ZOO_WEIGHTS.get(model, "").startswith("random"):
+        print(f"note: {RANDOM_WEIGHTS_NOTE.format(model=model)}")
+    if not _quiet(args):
+        print_written(saved + written)
     return 0
 
 
@@ -103,17 +213,28 @@ def _verify_onnx(args: argparse.Namespace) -> int:
     from hwsim.onnx.verify import COLUMNS, check_engine, verify_onnx
 
     check_engine(args.engine)
+    _check_outputs(args)
+    check_input_file("--onnx", args.onnx, "an int8 ONNX model (.onnx)")
+    if args.inputs is not None:
+        check_input_file("--inputs", args.inputs, "a .npy file of float inputs")
     result = verify_onnx(args.onnx, args.inputs, images=args.images, backend=args.backend)
-    print("hwsim vs ONNX Runtime, per layer (codes; sqnr_db: hwsim's dequantized codes vs ORT's)")
-    print_table(result.per_layer, COLUMNS)
+    saved = _save_program(args, result.program)
+    written = save_results(result.per_layer, result.summary, csv_path=args.csv,
+                           json_path=args.json)
+    if not _quiet(args):
+        print("hwsim vs ONNX Runtime, per layer (codes; sqnr_db: hwsim's dequantized codes vs "
+              "ORT's)")
+        print_table(result.per_layer, COLUMNS)
+    _print_acc_report(args, result.program, lambda: result.codes, "the verified inputs")
     print_summary(f"{args.onnx}: hwsim vs ONNX Runtime", result.summary)
-    _verify_extras(args, result.program, lambda: result.codes, "the verified inputs")
-    save_results(result.per_layer, result.summary, csv_path=args.csv, json_path=args.json)
+    if not _quiet(args):
+        print_written(saved + written)
     return 0
 
 
-def _verify_extras(args: argparse.Namespace, program, input_codes, what: str) -> None:
-    """--acc-report (on `input_codes()`, described as `what`) and --save-program."""
+def _print_acc_report(args: argparse.Namespace, program, input_codes, what: str) -> None:
+    """--acc-report (on `input_codes()`, described as `what`): printed even with --quiet,
+    since it was asked for."""
     if args.acc_report:
         from hwsim.analysis import accumulator_report
 
@@ -121,34 +242,63 @@ def _verify_extras(args: argparse.Namespace, program, input_codes, what: str) ->
         print(f"\nAccumulator widths (bits, two's complement) on {what}")
         print_table(table, ["node", "reduction_length", "never_overflow_bits", "needed_bits",
                             "headroom_bits", "configured_bits", "configured_overflows"])
-    if args.save_program:
-        from hwsim.ir import save_program
 
-        print(f"saved integer program to {save_program(program, args.save_program)}")
+
+def _save_program(args: argparse.Namespace, program) -> list[str]:
+    """--save-program: write PATH.json and PATH.npz; return what was written."""
+    if not args.save_program:
+        return []
+    from hwsim.ir import save_program
+
+    try:
+        path = save_program(program, args.save_program)
+    except HwsimError as exc:
+        raise HwsimError(f"--save-program {args.save_program}: {exc}") from None
+    return [f"{path} (and {path.with_suffix('.npz').name}: the integer program)"]
+
+
+def _int_columns_nullable(df: pd.DataFrame) -> pd.DataFrame:
+    """Integer (and bool) columns as pandas' nullable dtypes, so a left merge that misses a row
+    keeps them integer (<NA>, written as an empty CSV cell / JSON null) instead of float."""
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_bool_dtype(out[col]):
+            out[col] = out[col].astype("boolean")
+        elif pd.api.types.is_integer_dtype(out[col]):
+            out[col] = out[col].astype("Int64")
+    return out
 
 
 def demo(args: argparse.Namespace) -> int:
     from hwsim.cost import cost_network
-    from hwsim.flows import program_workload
+    from hwsim.workloads import program_workload
 
     args.bits, args.act_bits, args.per_tensor = 8, 8, False
     args.weight_format, args.first_last_int8, args.weight_clipping = "int", False, None
     args.depthwise_int8 = False
     args.requant, args.acc_bits, args.acc_mode = "dyadic", 32, "wrap"
-    print("hwsim demo: MobileNetV2 (ImageNet weights) -> int8 per-channel -> integer program\n")
-    with tqdm(total=3, unit="step", leave=False, disable=None) as steps:
+    _check_outputs(args)
+    with _progress(args, 3) as steps:
+        accel = _accelerator(args)  # a bad --hw fails before the quantization, not after
         flow, report = _quantize_and_verify(args, "mobilenet_v2", steps)
         steps.set_description("cost")
-        accel = _accelerator(args)
         result = cost_network(accel, program_workload(flow.program),
                               convention=args.convention or "torch")
         steps.update()
-    print("Verification, per layer (integer program vs fake-quant in LSBs; vs float: SQNR, cosine)")
-    print(report.to_text())
-    print(f"\nCost on {accel.name}, per layer")
-    print_table(result.per_layer, COST_COLUMNS)
     summary = {**report.summary, "accelerator": accel.name, **result.totals()}
+    merged = _int_columns_nullable(report.per_layer).merge(
+        _int_columns_nullable(result.per_layer), left_on="layer", right_on="name", how="left")
+    written = save_results(merged, summary, csv_path=args.csv, json_path=args.json)
+    _warn("demo", report.warnings)
+    if not _quiet(args):
+        print("hwsim demo: MobileNetV2 (ImageNet weights) -> int8 per-channel -> integer "
+              "program\n")
+        print("Verification, per layer (integer program vs fake-quant in LSBs; vs float: SQNR, "
+              "cosine)")
+        _print_verification(args, report)
+        print(f"\nCost on {accel.name}, per layer")
+        print_table(result.per_layer, COST_COLUMNS)
     print_summary("Summary", summary)
-    merged = report.per_layer.merge(result.per_layer, left_on="layer", right_on="name", how="left")
-    save_results(merged, summary, csv_path=args.csv, json_path=args.json)
+    if not _quiet(args):
+        print_written(written)
     return 0

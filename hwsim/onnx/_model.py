@@ -72,20 +72,93 @@ def load_model(source: ModelSource) -> OnnxModel:
                                   f"ModelProto ({exc})") from None
     elif isinstance(source, (str, os.PathLike)):
         label = str(source)
+        if Path(label).is_dir():
+            raise OnnxImportError(f"{label}: is a directory, not an ONNX model file")
         if not Path(label).is_file():
             raise OnnxImportError(f"{label}: no such file")
         try:
-            proto = onnx.load(label)
-        except DecodeError as exc:
+            with open(label, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise OnnxImportError(f"{label}: cannot read ({exc.strerror or exc})") from None
+        try:
+            proto = onnx.load_model_from_string(data)
+        except (DecodeError, RuntimeError, ValueError) as exc:
             raise OnnxImportError(f"{label}: not an ONNX model: the file does not parse as a "
-                                  f"ModelProto ({exc})") from None
+                                  f"ModelProto ({_first_line(exc)})") from None
+        try:  # weights stored next to the model, as onnx.load reads them
+            from onnx.external_data_helper import load_external_data_for_model
+
+            load_external_data_for_model(proto, os.path.dirname(os.path.abspath(label)))
+        except Exception as exc:
+            raise OnnxImportError(f"{label}: its external weight data cannot be read "
+                                  f"({type(exc).__name__}: {_first_line(exc)})") from None
     else:
         raise OnnxImportError(f"expected a path, bytes or an onnx.ModelProto; got "
                               f"{type(source).__name__}")
     if not proto.HasField("graph") or not proto.graph.node or not proto.opset_import:
         raise OnnxImportError(f"{label}: not an ONNX model: it has no graph, no nodes or no "
                               "opset import (an empty or truncated file?)")
-    return OnnxModel(proto, label, _constants(proto.graph, label))
+    _check_nodes(proto, label)
+    try:
+        constants = _constants(proto.graph, label)
+    except OnnxImportError:
+        raise
+    except Exception as exc:  # a corrupt initializer: raw data of the wrong size, a bad type, ...
+        raise OnnxImportError(f"{label}: a constant tensor cannot be read ({type(exc).__name__}: "
+                              f"{_first_line(exc)}); a corrupt file?") from None
+    return OnnxModel(proto, label, constants)
+
+
+# ONNX attributes whose meaning is the same on every op that has them (Conv, the pools,
+# QLinearConv, ConvInteger, ...): integers >= 1, and pads >= 0.
+_POSITIVE_INTS = ("strides", "dilations", "kernel_shape", "group")
+_NON_NEGATIVE_INTS = ("pads",)
+
+
+def _check_nodes(proto, label: str) -> None:
+    """Structure every reader relies on: a standard-domain node has as many inputs and outputs
+    as its op's schema allows, every attribute carries a value of its declared type, and the
+    geometry attributes are integers in range. A corrupt file fails here, naming the node."""
+    from onnx import defs, helper
+
+    opset = {o.domain if o.domain != "ai.onnx" else "": o.version for o in proto.opset_import}
+    version = opset.get("", defs.onnx_opset_version())
+    for node in proto.graph.node:
+        if node.domain in ("", "ai.onnx"):
+            try:
+                schema = defs.get_schema(node.op_type, max(1, int(version)), "")
+            except Exception:  # an op ONNX does not define: the importers name it
+                schema = None
+            if schema is not None:
+                for what, n, lo, hi in (("inputs", len(node.input), schema.min_input,
+                                         schema.max_input),
+                                        ("outputs", len(node.output), schema.min_output,
+                                         schema.max_output)):
+                    if not lo <= n <= hi:
+                        raise OnnxImportError(f"{label}: node {node_label(node)}: {n} {what}; "
+                                              f"{node.op_type} takes {lo} to {hi}")
+        for a in node.attribute:
+            where = f"{label}: node {node_label(node)}: attribute {a.name!r}"
+            try:
+                value = helper.get_attribute_value(a)
+            except Exception as exc:
+                raise OnnxImportError(f"{where} cannot be read ({_first_line(exc)})") from None
+            if value is None:
+                raise OnnxImportError(f"{where} has no value (attribute type "
+                                      f"{a.type}); a corrupt file?")
+            lo = 1 if a.name in _POSITIVE_INTS else 0 if a.name in _NON_NEGATIVE_INTS else None
+            if lo is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            if not all(isinstance(v, int) and not isinstance(v, bool) and v >= lo
+                       for v in values):
+                raise OnnxImportError(f"{where}: expected integers >= {lo}, got {value!r}")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _constants(graph, label: str) -> dict[str, np.ndarray]:

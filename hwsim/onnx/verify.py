@@ -50,7 +50,11 @@ def load_inputs(path: str, program: IntProgram) -> np.ndarray:
             x = np.load(f, allow_pickle=False)
     except FileNotFoundError:
         raise HwsimError(f"--inputs {path}: no such file") from None
-    except (OSError, ValueError) as exc:
+    except IsADirectoryError:
+        raise HwsimError(f"--inputs {path}: is a directory, not a .npy file") from None
+    except PermissionError:
+        raise HwsimError(f"--inputs {path}: cannot read (permission denied)") from None
+    except (OSError, ValueError, EOFError) as exc:
         raise HwsimError(f"--inputs {path}: unreadable .npy array ({exc})") from None
     want = tuple(program.input.out_shape[1:])
     if not isinstance(x, np.ndarray) or x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
@@ -62,7 +66,11 @@ def load_inputs(path: str, program: IntProgram) -> np.ndarray:
                          f"got dtype {x.dtype}")
     if x.shape[0] < 1:
         raise HwsimError(f"--inputs {path}: the array holds no inputs (N = 0)")
-    return x.astype(np.float32, copy=False)
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise HwsimError(f"--inputs {path}: {int(np.size(x) - np.isfinite(x).sum())} values are "
+                         "NaN or infinite (or overflow float32); expected finite inputs")
+    return x
 
 
 def default_inputs(program: IntProgram) -> np.ndarray:
@@ -84,6 +92,7 @@ def verify_onnx(model: str | Path, inputs: np.ndarray | str | None = None, *,
     (mismatches, largest difference in LSBs, SQNR in dB of hwsim's dequantized codes against
     ONNX Runtime's)."""
     from hwsim.onnx import load_onnx_program, ort_reference_outputs, quantize_input
+    from hwsim.onnx.reference import ort_batch
 
     program = load_onnx_program(model)
     if inputs is None:
@@ -95,7 +104,15 @@ def verify_onnx(model: str | Path, inputs: np.ndarray | str | None = None, *,
     if images is not None:
         if images < 1:
             raise HwsimError(f"--images must be at least 1, got {images}")
+        if images > len(x):
+            where = "the zoo's evaluation images" if inputs is None else (
+                "the inputs" if isinstance(inputs, np.ndarray) else f"--inputs {inputs}")
+            raise HwsimError(f"--images {images}: only {len(x)} inputs are available "
+                             f"({where})")
         x = x[:images]
+    if len(x) < 1:
+        raise HwsimError("no inputs to verify on (a batch of 0)")
+    ort_batch(model, x.shape)  # a model with a static batch ORT cannot run on x: fail now
     codes = quantize_input(program, x)
     run = execute(program, codes, record=True, backend=backend)
     names = _exposed(model, program)

@@ -70,6 +70,20 @@ def _crops(img: np.ndarray, size: int, corners: bool) -> list[np.ndarray]:
     return [img[t:t + size, l:l + size] for t, l in boxes]
 
 
+def _normalize(batch: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) in [0, 1] -> ImageNet-normalized float32 (N, 3, H, W)."""
+    batch = (batch.astype(np.float32) - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
+def preprocess(img: np.ndarray, size: int = 224) -> np.ndarray:
+    """One (H, W, 3) uint8 RGB image -> float32 (3, size, size): resized, center-cropped and
+    normalized as the evaluation images are."""
+    crop = _crops(_resize_short(np.asarray(img, dtype=np.uint8), round(size * 256 / 224)), size,
+                  False)[0]
+    return _normalize(crop[None])[0]
+
+
 @functools.lru_cache(maxsize=4)
 def _build(split: str, size: int) -> np.ndarray:
     names, corners = (CALIB_IMAGES, False) if split == "calib" else (EVAL_IMAGES, True)
@@ -78,9 +92,7 @@ def _build(split: str, size: int) -> np.ndarray:
     for name in names:
         crops = _crops(_resize_short(_load(name), short), size, corners)
         out += crops + [c[:, ::-1] for c in crops]
-    batch = np.stack(out).astype(np.float32)  # (N, H, W, 3) in [0, 1]
-    batch = (batch - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
-    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+    return _normalize(np.stack(out))
 
 
 def sample_images(split: str = "calib", size: int = 224) -> torch.Tensor:
