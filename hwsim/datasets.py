@@ -3,8 +3,7 @@
 An ``ImageSource`` has a length and yields float32 batches (B, 3, H, W), ImageNet-normalized:
 
 - ``ArraySource``: an array already in memory (the zoo's evaluation images);
-- ``NpySource``: a ``.npy`` file of float inputs (N, ...) opened memory-mapped, so only the batch
-  being verified is read;
+- ``NpySource``: a ``.npy`` file of float inputs (N, ...), read one batch at a time;
 - ``FolderSource``: a folder of image files (.jpg, .jpeg, .png, .bmp, .tif, .tiff, sorted by
   name), each resized, center-cropped and normalized as the zoo's images are.
 
@@ -39,30 +38,58 @@ class ArraySource:
     def batches(self, batch_size: int, limit: int | None = None) -> Iterator[np.ndarray]:
         n = len(self) if limit is None else min(limit, len(self))
         for start in range(0, n, batch_size):
-            yield np.asarray(self.array[start:min(start + batch_size, n)], dtype=np.float32)
+            yield np.array(self.array[start:min(start + batch_size, n)], dtype=np.float32)
 
 
-class NpySource(ArraySource):
-    """A .npy file of float inputs (N, ...), memory-mapped: a batch is read when it is used."""
+class NpySource:
+    """A .npy file of float inputs (N, ...), read one batch at a time (no memory map: mapped
+    pages would stay resident and grow with the data)."""
 
     def __init__(self, path: str | Path) -> None:
         path = Path(path)
+        self.path, self.name = path, str(path)
         try:
             with open(path, "rb") as f:
                 if f.read(len(_NPY_MAGIC)) != _NPY_MAGIC:
                     raise WorkloadError(f"{path}: not a .npy file (no NumPy array header); save "
                                         "the inputs with numpy.save")
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
+                f.seek(0)
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran, dtype = read_header(f)
+                self.offset = f.tell()
         except FileNotFoundError:
             raise WorkloadError(f"{path}: no such file") from None
         except IsADirectoryError:
             raise WorkloadError(f"{path}: is a directory, not a .npy file") from None
         except (OSError, ValueError) as exc:
             raise WorkloadError(f"{path}: unreadable .npy array ({exc})") from None
-        if array.dtype.kind != "f" or array.ndim < 2 or array.shape[0] < 1:
-            raise WorkloadError(f"{path}: expected float inputs (N, ...) with N >= 1; got "
-                                f"{array.dtype} of shape {array.shape}")
-        super().__init__(array, str(path))
+        if dtype.kind != "f" or len(shape) < 2 or shape[0] < 1 or fortran or dtype.hasobject:
+            raise WorkloadError(f"{path}: expected float inputs (N, ...) with N >= 1 in C order; "
+                                f"got {dtype} of shape {shape}")
+        self.shape, self.dtype = tuple(int(d) for d in shape), dtype
+        row = int(np.prod(self.shape[1:])) * dtype.itemsize
+        if path.stat().st_size < self.offset + row * self.shape[0]:
+            raise WorkloadError(f"{path}: truncated: the header promises {self.shape[0]} inputs "
+                                f"of shape {self.shape[1:]}")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
+
+    def batches(self, batch_size: int, limit: int | None = None) -> Iterator[np.ndarray]:
+        n = len(self) if limit is None else min(limit, len(self))
+        per_row = int(np.prod(self.shape[1:]))
+        with open(self.path, "rb") as f:
+            for start in range(0, n, batch_size):
+                count = min(batch_size, n - start)
+                f.seek(self.offset + start * per_row * self.dtype.itemsize)
+                rows = np.fromfile(f, dtype=self.dtype, count=count * per_row)
+                yield rows.reshape(count, *self.shape[1:]).astype(np.float32, copy=False)
 
 
 class FolderSource:

@@ -149,9 +149,7 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
     from hwsim.flows import quantize_zoo_model
     from hwsim.verify import verify as run_verify
 
-    if args.images is not None and not 1 <= args.images <= N_EVAL_IMAGES:
-        raise HwsimError(f"--images must be in [1, {N_EVAL_IMAGES}] (the zoo's evaluation "
-                         f"images), got {args.images}")
+    source = _model_inputs(args)
     steps.set_description("quantize + lower")
     flow = quantize_zoo_model(model, bits=args.bits, act_bits=args.act_bits,
                               per_channel=not args.per_tensor, requant=args.requant,
@@ -163,10 +161,33 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
                               depthwise_int8=args.depthwise_int8)
     steps.update()
     steps.set_description("execute + verify")
-    evals = flow.eval_images if args.images is None else flow.eval_images[: args.images]
-    report = run_verify(flow.qm, flow.program, evals, backend=args.backend)
+    report = run_verify(flow.qm, flow.program, flow.eval_images if source is None else source,
+                        backend=args.backend, limit=args.images)
     steps.update()
     return flow, report
+
+
+def _model_inputs(args: argparse.Namespace):
+    """`--inputs` of `verify --model` as a bounded-memory image source (None: the zoo's
+    evaluation images), checked before any quantizing."""
+    inputs = getattr(args, "inputs", None)
+    if inputs is None:
+        if args.images is not None and not 1 <= args.images <= N_EVAL_IMAGES:
+            raise HwsimError(f"--images must be in [1, {N_EVAL_IMAGES}] (the zoo's evaluation "
+                             f"images), got {args.images}")
+        return None
+    from hwsim.datasets import image_source
+
+    try:
+        source = image_source(inputs)
+    except HwsimError as exc:
+        raise HwsimError(f"--inputs {exc}") from None
+    if source.sample_shape != (3, 224, 224):
+        raise HwsimError(f"--inputs {inputs}: expected images of shape (N, 3, 224, 224) like the "
+                         f"zoo models' input; got (N, {', '.join(map(str, source.sample_shape))})")
+    if args.images is not None and args.images > len(source):
+        raise HwsimError(f"--images {args.images}: only {len(source)} inputs in --inputs {inputs}")
+    return source
 
 
 def _progress(args: argparse.Namespace, total: int) -> tqdm:

@@ -200,9 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --model: compute every conv/linear exactly as this engine does "
                          "(ONNX Runtime or PyTorch's qnnpack/onednn/fbgemm); with --onnx: the "
                          "reference runtime, ort (the default)")
-    sp.add_argument("--inputs", metavar="FILE.npy",
-                    help="with --onnx: float inputs (N, ...) shaped like the model input "
-                         "(default: the zoo's evaluation images for (N, 3, 224, 224) inputs)")
+    sp.add_argument("--inputs", metavar="FILE.npy|DIR",
+                    help="with --onnx: a .npy of float inputs (N, ...) shaped like the model "
+                         "input (default: the zoo's evaluation images for (N, 3, 224, 224) "
+                         "inputs); with --model: a .npy of ImageNet-normalized images "
+                         "(N, 3, 224, 224) or a folder of image files (resized, center-cropped, "
+                         "normalized), verified a few at a time in bounded memory (default: "
+                         "the zoo's 50 evaluation images)")
     quant_opts(sp)
     backend(sp)
     sp.add_argument("--save-program", metavar="PATH",
@@ -210,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--acc-report", action="store_true",
                     help="also print, per layer, the accumulator width that can never overflow "
                          "and the width the calibration images need")
-    images(sp, f"inputs: with --model, of the {N_EVAL_IMAGES} evaluation images (default: all); "
-               "with --onnx, of the --inputs (default: all)")
+    images(sp, f"inputs: the first N of --inputs (default: all), or of the zoo's "
+               f"{N_EVAL_IMAGES} evaluation images")
     outputs(sp)
     return p
 
@@ -225,11 +229,8 @@ def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
             sp.error(f"{', '.join(given)}: the quantization options apply to --model; an ONNX "
                      "model (--onnx) carries its own quantization")
         return
-    if args.command == "verify" and args.inputs is not None:
-        sp.error("--inputs applies to --onnx; --model verifies on the zoo's evaluation images "
-                 "(see --images)")
     if args.command in ("verify", "demo") and args.images is not None \
-            and args.images > N_EVAL_IMAGES:
+            and getattr(args, "inputs", None) is None and args.images > N_EVAL_IMAGES:
         sp.error(f"argument --images: {args.images} requested, but the zoo has "
                  f"{N_EVAL_IMAGES} evaluation images")
     if args.command == "verify":
