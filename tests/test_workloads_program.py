@@ -68,3 +68,18 @@ def test_ops_the_cost_model_leaves_out_say_why(model_and_data):
     assert set(reasons) == {"maxpool2d", "flatten"} and all(reasons.values())
     with pytest.raises(WorkloadError, match="batch must be a positive integer"):
         program_workload(program, batch=0)
+
+
+@pytest.mark.parametrize("attr, value, message", [
+    ("stride", [0, 1], "stride must be 2 ints >= 1"),
+    ("padding", "1,1,1,1", "padding must be 4 ints >= 0"),
+    ("dilation", [1.0, 1.0], "dilation must be 2 ints >= 1"),
+    ("groups", 3, "8 output channels are not divisible by groups=3"),
+])
+def test_conv_geometry_is_checked(model_and_data, attr, value, message):
+    model, x = model_and_data
+    program = lower(quant.quantize(model, quant.QuantConfig(), [x]))
+    node = program.node("3")
+    program.graph.nodes["3"]["node"] = dataclasses.replace(node, attrs={**node.attrs, attr: value})
+    with pytest.raises(ProgramError, match=f"node '3': {message}"):
+        check_program(program)

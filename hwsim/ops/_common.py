@@ -85,6 +85,24 @@ def conv_geometry(node: Node) -> tuple:
 CONV_ATTRS = ("stride", "padding", "dilation", "groups")
 
 
+def _ints(value, n: int, lo: int) -> bool:
+    return (isinstance(value, (list, tuple)) and len(value) == n
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= lo for v in value))
+
+
+def conv_geometry_errors(node: Node) -> list[str]:
+    """stride and dilation two ints >= 1, padding four ints >= 0 (top, left, bottom, right),
+    groups an int >= 1."""
+    a, errs = node.attrs, []
+    for name, n, lo in (("stride", 2, 1), ("dilation", 2, 1), ("padding", 4, 0)):
+        if not _ints(a[name], n, lo):
+            errs.append(f"{name} must be {n} ints >= {lo}, got {a[name]!r}")
+    groups = a["groups"]
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        errs.append(f"groups must be an int >= 1, got {groups!r}")
+    return errs
+
+
 def integer_weight_errors(node: Node, weight: str = "weight", conv: bool | None = None) -> list[str]:
     """Integer weight codes of the right rank; zero points and bias per output channel."""
     w = node.arrays[weight]
@@ -105,6 +123,11 @@ def integer_weight_errors(node: Node, weight: str = "weight", conv: bool | None 
     bits = node.attrs.get("weight_bits")
     if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 32:
         errs.append(f"weight_bits must be an int in [1, 32], got {bits!r}")
+    if conv:
+        errs += conv_geometry_errors(node)
+        groups = node.attrs["groups"]
+        if not errs and w.shape[0] % groups:
+            errs.append(f"{w.shape[0]} output channels are not divisible by groups={groups}")
     return errs
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from hwsim.ir.check import clamp_errors
 from hwsim.ir.ops import OpDef, register_op
 from hwsim.ir.program import Node
-from hwsim.ops._common import CONV_ATTRS, conv_geometry, layer_shape
+from hwsim.ops._common import CONV_ATTRS, conv_geometry, conv_geometry_errors, layer_shape
 
 # `input_binarizer` = {"method", "k", "scaling"} with scaling "per_sample" (scales fitted on
 # each sample's codes at run time) or "running" (static scales, array `input_scales` (k_a,) in
@@ -37,7 +37,7 @@ def _run(node: Node, args: list, fast: bool) -> tuple:
 
 
 def _check(node: Node) -> list[str]:
-    errs = []
+    errs = conv_geometry_errors(node) if node.op == "binary_conv2d" else []
     planes, scales = node.arrays["weight_planes"], node.arrays["weight_scales"]
     ndim = 5 if node.op == "binary_conv2d" else 3
     if planes.dtype != np.int8 or planes.ndim != ndim or not np.all(np.abs(planes) == 1):
