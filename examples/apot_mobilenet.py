@@ -95,12 +95,12 @@ print("|---|---|---|---|---|")
 for family, label in (("int", "uniform W4"), ("apot", "APoT W4")):
     adds, energy, cycles = model[family]
     print(f"| {label} | {adds:,} | {measured[family]:,} | {energy / 1e6:.2f} | {cycles:,} |")
-def change(new: float, old: float) -> str:
+def change(new: float, old: float, fewer: str = "fewer") -> str:
     pct = 100 * (1 - new / old)
-    return f"{abs(pct):.1f}% {'fewer' if pct >= 0 else 'more'}"
+    return f"{abs(pct):.1f}% {fewer if pct >= 0 else 'more'}"
 
 
 print(f"APoT vs uniform: {change(model['apot'][0], model['int'][0])} adds worst case, "
       f"{change(measured['apot'], measured['int'])} on these weights, "
-      f"{change(model['apot'][1], model['int'][1])} compute energy, "
+      f"{change(model['apot'][1], model['int'][1], 'less')} compute energy, "
       f"{change(model['apot'][2], model['int'][2])} compute cycles")
