@@ -4,7 +4,9 @@ Each block sits between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``
 
 - ``demo``: `hwsim demo`'s verification summary (its --json output), and a noise experiment
   that shows how fragile the int8 model's top-1 is;
-- ``apot``: the tables `examples/apot_mobilenet.py` prints.
+- ``apot``: the tables `examples/apot_mobilenet.py` prints;
+- ``digits``: the accuracy table of `examples/train_binary_digits.py` (its `main`);
+- ``minilm``: the cosine table of `examples/minilm_int8.py` (the same calls).
 
     python scripts/readme_figures.py                 # rewrite every block
     python scripts/readme_figures.py --check demo    # exit 1 and print a diff if stale
@@ -105,7 +107,42 @@ def apot_block() -> str:
                         heading + "\n\n" + "\n".join(adds), summary])
 
 
-BLOCKS = {"demo": demo_block, "apot": apot_block}
+def digits_block() -> str:
+    import contextlib
+    import io
+    import runpy
+
+    example = runpy.run_path(str(ROOT / "examples" / "train_binary_digits.py"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        table = example["main"]([])
+    rows = ["| activations of binarized convs | trained % | deployed, integer % "
+            "| integer == fake-quant |", "|---|---|---|---|"]
+    for r in table.itertuples():
+        trained = f"{100 * r.mean_acc:.2f} ± {100 * r.std_acc:.2f}"
+        if r.images:
+            rows.append(f"| {r.activations} | {trained} | {100 * r.int_acc:.2f} "
+                        f"| {r.agree}/{r.images} |")
+        else:
+            rows.append(f"| {r.activations} | {trained} | – | – |")
+    return "\n".join(rows)
+
+
+def minilm_block() -> str:
+    from hwsim.minilm_flow import minilm_cosines, quantize_minilm
+
+    rows = ["| weights | activations into linears/matmuls | residual stream "
+            "| cosine to float, mean (min) | fake-quant | int vs fake |", "|---|---|---|---|---|---|"]
+    for weight_bits, residual_bits in ((8, 16), (4, 16), (8, 8)):
+        table = minilm_cosines(quantize_minilm(weight_bits=weight_bits,
+                                               residual_bits=residual_bits))
+        rows.append(f"| int{weight_bits} | int8 | int{residual_bits} "
+                    f"| {table['int_vs_float'].mean():.4f} ({table['int_vs_float'].min():.4f}) "
+                    f"| {table['fake_vs_float'].mean():.4f} | {table['int_vs_fake'].mean():.4f} |")
+    return "\n".join(rows)
+
+
+BLOCKS = {"demo": demo_block, "apot": apot_block, "digits": digits_block,
+          "minilm": minilm_block}
 
 
 def _pattern(name: str) -> re.Pattern:

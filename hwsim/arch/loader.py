@@ -67,6 +67,7 @@ from hwsim.arch.schema import (Field, check_section, format_name, join_path, lis
                                one_of, positive_int, positive_number, text)
 from hwsim.arch.units import COMMON_UNIT_FIELDS, UNIT_KINDS
 from hwsim.errors import ConfigError
+from hwsim.textfile import read_text
 
 MAX_SIZE_BYTES = 2**40
 MAX_ACCESS_BITS = 2**16
@@ -97,23 +98,6 @@ YAML_SUFFIXES = (".yaml", ".yml")
 CFG_SUFFIXES = (".cfg",)
 
 
-def read_text(path: Path, what: str, error: type[Exception]) -> str:
-    """The UTF-8 text of `path` (a leading BOM dropped); `error` naming the file otherwise."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise error(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    try:
-        content = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise error(f"{path}: not a text file (UTF-8): byte 0x{data[exc.start]:02x} at offset "
-                    f"{exc.start} cannot be decoded; expected a {what}") from None
-    if "\x00" in content:
-        raise error(f"{path}: not a text file (UTF-8): it contains NUL bytes at offset "
-                    f"{content.index(chr(0))}; expected a {what}")
-    return content
-
-
 def _read_raw(path: Path, errors: list[str]) -> Any:
     if not path.is_file():
         what = "a directory, not a file" if path.is_dir() else "not found"
@@ -122,7 +106,7 @@ def _read_raw(path: Path, errors: list[str]) -> Any:
     if suffix not in YAML_SUFFIXES + CFG_SUFFIXES:
         raise ConfigError(f"{path}: unknown accelerator config type {suffix!r}; expected "
                           f"{list(YAML_SUFFIXES + CFG_SUFFIXES)}")
-    what = ("SCALE-Sim .cfg" if suffix in CFG_SUFFIXES else "YAML") + " accelerator config"
+    what = ("a SCALE-Sim .cfg" if suffix in CFG_SUFFIXES else "a YAML") + " accelerator config"
     content = read_text(path, what, ConfigError)
     if suffix in CFG_SUFFIXES:
         return cfg_to_raw(content, path, errors)

@@ -63,6 +63,27 @@ class LoweringContext:
             scale = np.asarray(ort_output_scale(*f32_parts), dtype=np.float32)
         return {"rq_scale_f32": scale.reshape(-1)}
 
+    def integer_weight_layer(self, rec, op: str, arrays: dict[str, np.ndarray],
+                             weight_scale: np.ndarray, **attrs: Any) -> Node:
+        """A node of `op` for conv2d / linear record `rec` whose integer weight codes (in
+        `arrays`) step by `weight_scale` (K,) real units per output channel: the bias codes, the
+        requantization constants for M = s_x s_w / s_y, the accumulator, the input's zero
+        point, scales and width, and the conv geometry; `attrs` add the family's own."""
+        x_q, out = self.tq(rec.inputs[0]), self.tq(rec.name)
+        s_w = np.asarray(weight_scale, dtype=np.float64)
+        arrays = {**arrays, "weight_scale": s_w}
+        bias = self.qm.bias_codes(rec.name)
+        if bias is not None:
+            arrays["bias"] = np.asarray(bias, dtype=np.int64)
+        arrays.update(self.requant_arrays(x_q.scale * s_w / out.scale, (x_q.scale, s_w, out.scale)))
+        node_attrs: dict[str, Any] = {
+            "accumulator": self.accumulator.to_attrs(), "input_zero_point": x_q.zero_point,
+            "requant": self.requant_attrs(rec, out), "input_scale": x_q.scale,
+            "output_scale": out.scale, "input_bits": x_q.bits, **attrs}
+        if rec.op == "conv2d":
+            node_attrs.update(conv_attrs(rec))
+        return self.node(rec, op, out, node_attrs, arrays)
+
     def node(self, rec, op: str, out: TensorQuant, attrs: dict,
              arrays: dict[str, np.ndarray] | None = None) -> Node:
         """A node named and shaped like record `rec`."""

@@ -30,6 +30,7 @@ import io
 from pathlib import Path
 
 from hwsim.errors import WorkloadError
+from hwsim.textfile import read_text
 from hwsim.workloads.layer import MAX_DIM, LayerShape
 
 COLUMNS = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width",
@@ -123,23 +124,6 @@ def _layer_from_row(name: str, v: dict[str, int], batch: int) -> LayerShape:
     )
 
 
-def _read_text(path: Path) -> str:
-    what = "a SCALE-Sim topology CSV (text)"
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise WorkloadError(f"{path}: cannot read topology CSV ({exc.strerror or exc})") from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise WorkloadError(f"{path}: not a text file (UTF-8): byte 0x{data[exc.start]:02x} at "
-                            f"offset {exc.start} cannot be decoded; expected {what}") from None
-    if "\x00" in text:
-        raise WorkloadError(f"{path}: not a text file (UTF-8): it contains NUL bytes at offset "
-                            f"{text.index(chr(0))}; expected {what}")
-    return text
-
-
 def _raise(errors: list[str]) -> None:
     count = f"({len(errors)} error{'s' if len(errors) > 1 else ''})"
     raise WorkloadError("\n  ".join([f"{errors[0]} {count}", *errors[1:]]))
@@ -152,7 +136,7 @@ def load_topology_csv(path: str | Path, *, batch: int = 1) -> list[LayerShape]:
     the column (see the module docstring for the format).
     """
     path = Path(path)
-    text = _read_text(path)
+    text = read_text(path, "a SCALE-Sim topology CSV (text)", WorkloadError)
     errors: list[str] = []
     layers: list[LayerShape] = []
     reader = csv.reader(io.StringIO(text, newline=""))

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from quant.formats._axis import broadcast_along
 from quant._validate import check_bool, check_choice
 from quant.errors import QuantError
 
@@ -320,17 +321,7 @@ class APoTParams:
         return np.zeros(self.alpha.shape, dtype=np.int64)
 
     def _broadcast(self, arr: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Reshape per-channel ``arr`` (K,) so it broadcasts along ``self.axis`` of ``x``."""
-        if self.axis is None:
-            return arr
-        if x.ndim <= self.axis or x.shape[self.axis] != arr.shape[0]:
-            raise QuantError(
-                f"per-channel APoTParams with {arr.shape[0]} channels on axis {self.axis} "
-                f"cannot apply to a tensor of shape {x.shape}"
-            )
-        shape = [1] * x.ndim
-        shape[self.axis] = arr.shape[0]
-        return arr.reshape(shape)
+        return broadcast_along(arr, x, self.axis, "APoTParams")
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Float tensor (any shape) -> codes ``±L`` of the same shape in ``fmt.code_dtype``.

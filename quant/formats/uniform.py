@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quant._validate import check_bool, check_choice, check_float, check_int
+from quant.formats._axis import broadcast_along
 from quant.errors import QuantError
 
 CLIPPING_METHODS = ("minmax", "percentile", "mse")
@@ -153,17 +154,7 @@ class QuantParams:
         return self.axis is not None
 
     def _broadcast(self, arr: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Reshape per-channel ``arr`` (K,) so it broadcasts along ``self.axis`` of ``x``."""
-        if self.axis is None:
-            return arr
-        if x.ndim <= self.axis or x.shape[self.axis] != arr.shape[0]:
-            raise QuantError(
-                f"per-channel QuantParams with {arr.shape[0]} channels on axis {self.axis} "
-                f"cannot apply to a tensor of shape {x.shape}"
-            )
-        shape = [1] * x.ndim
-        shape[self.axis] = arr.shape[0]
-        return arr.reshape(shape)
+        return broadcast_along(arr, x, self.axis, "QuantParams")
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         """Float tensor (any shape) -> integer codes of the same shape in ``fmt.code_dtype``.
