@@ -145,6 +145,19 @@ BLOCKS = {"demo": demo_block, "apot": apot_block, "digits": digits_block,
           "minilm": minilm_block}
 
 
+def _block_in_fresh_process(name: str) -> str:
+    """Each block computed by its own interpreter: an example run before it in the same process
+    (torch's thread and RNG state) must not change its figures."""
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--emit", name],
+                         cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"block {name!r} failed:\n{out.stderr[-3000:]}")
+    return out.stdout.split(_EMIT_MARK, 1)[1].rstrip("\n")
+
+
+_EMIT_MARK = "<<<readme-figures>>>\n"
+
+
 def _pattern(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- figures:{name} -->\n)(.*?)(<!-- /figures:{name} -->)", re.S)
 
@@ -154,7 +167,12 @@ def main() -> int:
     parser.add_argument("blocks", nargs="*", metavar="BLOCK",
                         help=f"which blocks ({', '.join(BLOCKS)}; default: all)")
     parser.add_argument("--check", action="store_true", help="do not write; exit 1 if stale")
+    parser.add_argument("--emit", metavar="BLOCK", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.emit:
+        text = BLOCKS[args.emit]()
+        sys.stdout.write(_EMIT_MARK + text + "\n")
+        return 0
     text = README.read_text()
     stale = False
     unknown = sorted(set(args.blocks) - set(BLOCKS))
@@ -164,7 +182,7 @@ def main() -> int:
         match = _pattern(name).search(text)
         if match is None:
             raise SystemExit(f"README.md has no <!-- figures:{name} --> block")
-        fresh = BLOCKS[name]() + "\n"
+        fresh = _block_in_fresh_process(name) + "\n"
         if fresh != match.group(2):
             stale = True
             sys.stdout.writelines(difflib.unified_diff(

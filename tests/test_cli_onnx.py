@@ -162,7 +162,9 @@ def test_bad_input_is_one_line_and_exit_2(small, capsys):
         (["--onnx", small["model"]], ["(N, 3, 12, 12)", "--inputs FILE.npy"]),
         (["--onnx", small["model"], "--inputs", small["inputs"], "--images", "0"],
          ["argument --images", "expected a positive integer, got '0'"]),
-        (["--inputs", small["inputs"]], ["--inputs applies to --onnx"]),
+        # with --model (the default), --inputs are images for the zoo model: shape checked first
+        (["--inputs", small["inputs"]], ["expected images of shape (N, 3, 224, 224)",
+                                         "got (N, 3, 12, 12)"]),
     ]
     for args, needles in cases:
         assert verify(*args) == 2, args
