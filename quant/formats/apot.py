@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from quant.formats._axis import broadcast_along
+from quant.formats._shared import broadcast_along, finite_tensor
 from quant._validate import check_bool, check_choice
 from quant.errors import QuantError
 
@@ -384,17 +384,7 @@ class APoTParams:
 def _check_fit_input(x: Any, fmt: APoTFormat, what: str) -> np.ndarray:
     if not isinstance(fmt, APoTFormat):
         raise QuantError(f"{what} needs an APoTFormat; got {type(fmt).__name__}")
-    try:
-        xf = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise QuantError(f"{what} expects a real-valued array; got {type(x).__name__}") from exc
-    if xf.size == 0:
-        raise QuantError(f"cannot fit {fmt.describe()} parameters to an empty tensor of shape "
-                         f"{xf.shape}; expected at least one value")
-    bad = int(np.count_nonzero(~np.isfinite(xf)))
-    if bad:
-        raise QuantError(f"cannot fit {fmt.describe()} parameters to a tensor with NaN or inf "
-                         f"({bad} of {xf.size} values); expected finite values")
+    xf = finite_tensor(x, what, f"{fmt.describe()} parameters")
     if fmt.per_channel and xf.ndim == 0:
         raise QuantError(f"per-channel {fmt.describe()} needs a tensor with a channel axis 0; "
                          "got a scalar")

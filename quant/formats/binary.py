@@ -28,6 +28,7 @@ import numpy as np
 
 from quant._validate import check_choice, check_int
 from quant.errors import QuantError
+from quant.formats._shared import finite_tensor
 from quant.formats.binary_fit import fit_greedy_rows, fit_ls2_rows, fit_lst_rows
 
 if TYPE_CHECKING:
@@ -159,17 +160,7 @@ class BinaryParams:
 
 def _as_rows(x: Any, fmt: BinaryFormat) -> np.ndarray:
     """Validate ``x`` and view it as float64 rows (R, n) along ``fmt.axis``."""
-    try:
-        xf = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise QuantError(f"fit_binary expects a real-valued array; got {type(x).__name__}") from exc
-    if xf.size == 0:
-        raise QuantError(f"cannot fit {fmt.describe()} binary parameters to an empty tensor of "
-                         f"shape {xf.shape}; expected at least one value")
-    bad = int(np.count_nonzero(~np.isfinite(xf)))
-    if bad:
-        raise QuantError(f"cannot fit {fmt.describe()} binary parameters to a tensor with NaN or "
-                         f"inf ({bad} of {xf.size} values); expected finite values")
+    xf = finite_tensor(x, "fit_binary", f"{fmt.describe()} binary parameters")
     if fmt.axis is None:
         return xf.reshape(1, -1)
     if xf.ndim <= fmt.axis:

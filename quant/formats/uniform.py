@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from quant._validate import check_bool, check_choice, check_float, check_int
-from quant.formats._axis import broadcast_along
+from quant.formats._shared import broadcast_along
 from quant.errors import QuantError
 
 CLIPPING_METHODS = ("minmax", "percentile", "mse")
