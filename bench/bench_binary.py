@@ -17,7 +17,6 @@ Run: PYTHONPATH=. python3 bench/bench_binary.py [--m 512 --k 4608 --n 196] [--re
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
@@ -35,16 +34,12 @@ from hwsim.kernels import (
 from hwsim.kernels import _nb_binary, prepare_conv2d
 from hwsim.kernels.binary_layer import BinaryLayer, binary_layer_forward
 
+from _timing import timed  # bench/_timing.py (the scripts run from bench/)
+
 
 def best_s(fn, repeat: int) -> float:
     """Best wall time of ``repeat`` calls after one warm-up call, in seconds."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    return timed(fn, repeat)[0]
 
 
 def popcount_variants(repeat: int) -> None:

@@ -24,8 +24,6 @@ Run: .venv/bin/python bench/bench_shift_add.py [--repeat 7]
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
@@ -33,6 +31,8 @@ from hwsim.kernels import AccumulatorSpec, conv2d_int, prepare_conv2d
 from hwsim.kernels import _nb_shift_add
 from hwsim.kernels import shift_add as shift_add_module
 from hwsim.kernels.shift_add import conv2d_shift_add, shift_add_terms
+
+from _timing import timed  # bench/_timing.py (the scripts run from bench/)
 
 APOT4 = np.array([0, 1, 2, 3, 4, 6, 8, 9, 12, 16, 18, 24, 32, 33, 36, 48])
 
@@ -46,17 +46,6 @@ def one_thread(fn):
         return fn()
     with threadpool_limits(1):
         return fn()
-
-
-def timed(fn, repeat: int) -> tuple[float, float]:
-    """(min, median) wall time in seconds of ``repeat`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), statistics.median(times)
 
 
 def layer(name: str, c: int, k: int, r: int, hw: int, repeat: int, rng) -> dict:
