@@ -217,10 +217,11 @@ def test_a_new_unit_kind_needs_only_one_registry_entry(tmp_path):
         def pe_count(self) -> int:
             return self.lanes
 
-        def compute_cycles(self, sr, sc, t, ops):
-            return -(-(sr * sc * t) // self.lanes)
+        def compute_cycles(self, g, ops):
+            return -(-(g.sr * g.sc * g.t) // self.lanes)
 
-        def array_accesses(self, sr, sc, t):
+        def array_accesses(self, g, ops):
+            sr, sc, t = g.sr, g.sc, g.t
             zero = np.zeros_like(sr)
             return ArrayAccesses(sr * t, sc * t, sr * sc, zero, zero, False)
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hwsim.arch import Operands
+from hwsim.arch import Gemm, Operands
 from hwsim.cost import LayerTable, cost_network, cost_table, memory_traffic
 from hwsim.errors import WorkloadError
 from hwsim.workloads import builtin_workload, linear_layer
@@ -49,10 +49,10 @@ def test_grouped_conv_runs_groups_back_to_back():
 def test_cycles_monotone_in_layer_size(df, rows, cols, sr, sc, t, which, extra):
     unit = accel_with(rows, cols, df).compute
     ops = Operands.of(8, 8)
-    base = unit.compute_cycles(np.array([sr]), np.array([sc]), np.array([t]), ops)
+    base = unit.compute_cycles(Gemm.of(sr, sc, t), ops)
     grown = dict(sr=sr, sc=sc, t=t)
     grown[which] += extra
-    bigger = unit.compute_cycles(*(np.array([grown[k]]) for k in ("sr", "sc", "t")), ops)
+    bigger = unit.compute_cycles(Gemm.of(grown["sr"], grown["sc"], grown["t"]), ops)
     assert bigger[0] >= base[0]
 
 
@@ -69,8 +69,7 @@ def test_doubling_the_array_never_adds_folds_and_bounds_cycles(df, rows, cols, s
         return math.ceil(t / r) * math.ceil(sr / c)
     assert folds(2 * rows, cols) <= folds(rows, cols) and folds(rows, 2 * cols) <= folds(rows, cols)
     unit = accel_with(rows, cols, df).compute
-    cycles = int(unit.compute_cycles(np.array([sr]), np.array([sc]), np.array([t]),
-                                     Operands.of(8, 8))[0])
+    cycles = int(unit.compute_cycles(Gemm.of(sr, sc, t), Operands.of(8, 8))[0])
     if rows * cols > 1:
         assert cycles * rows * cols >= sr * sc * t
 

@@ -129,10 +129,11 @@ class Tri3Dot(ComputeUnit):
     def pe_count(self) -> int:
         return self.lanes
 
-    def compute_cycles(self, sr, sc, t, ops):
-        return sr * -(-sc // self.lanes) * t * self.cycles_per_product
+    def compute_cycles(self, g, ops):
+        return g.sr * -(-g.sc // self.lanes) * g.t * self.cycles_per_product
 
-    def array_accesses(self, sr, sc, t):
+    def array_accesses(self, g, ops):
+        sr, sc, t = g.sr, g.sc, g.t
         zero = np.zeros_like(sr)
         return ArrayAccesses(sr * t * -(-sc // self.lanes), sr * sc * t, sr * sc, zero, zero,
                              False)

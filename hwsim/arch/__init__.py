@@ -4,7 +4,7 @@ from hwsim.arch.accelerator import OPERANDS, Accelerator, MemoryLevel
 from hwsim.arch.assign import POSITIONS, AssignRule, assign_units
 from hwsim.arch.loader import accelerator_from_dict, load_accelerator
 from hwsim.arch.shift_add import ShiftAdd, terms_per_weight  # registers the "shift_add" kind
-from hwsim.arch.units import (DATAFLOWS, UNIT_KINDS, ArrayAccesses, ComputeUnit, Operands,
+from hwsim.arch.units import (DATAFLOWS, UNIT_KINDS, ArrayAccesses, ComputeUnit, Gemm, Operands,
                               SystolicArray, UnitKind, register_unit_kind, unit_kind,
                               unregister_unit_kind)
 from hwsim.arch.xnor import XnorPopcount  # registers the "xnor_popcount" kind
@@ -18,6 +18,7 @@ __all__ = [
     "ArrayAccesses",
     "AssignRule",
     "ComputeUnit",
+    "Gemm",
     "MemoryLevel",
     "Operands",
     "ShiftAdd",

@@ -48,7 +48,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwsim.arch.schema import non_negative_number, positive_int
-from hwsim.arch.units import (ArrayAccesses, ComputeUnit, Operands, UnitKind, _ceil_div,
+from hwsim.arch.units import (ArrayAccesses, ComputeUnit, Gemm, Operands, UnitKind, _ceil_div,
                               register_unit_kind)
 
 #: terms per weight of a b-bit APoT weight, indexed by b (0 = unsupported width)
@@ -99,16 +99,17 @@ class ShiftAdd(ComputeUnit):
         return _ceil_div(terms_per_weight(ops.weight_format, ops.weight_bits),
                          self.shifters_per_lane)
 
-    def compute_cycles(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray,
-                       ops: Operands) -> np.ndarray:
+    def compute_cycles(self, g: Gemm, ops: Operands) -> np.ndarray:
         """``ceil(sr / P) * ceil(sc / F) * t * ceil(n / shifters_per_lane)`` per group (int64)."""
+        sr, sc, t = g.sr, g.sc, g.t
         filters, pixels = self._grid(sc)
         return (_ceil_div(sr, pixels) * _ceil_div(sc, filters) * t
                 * self.cycles_per_product(ops))
 
-    def array_accesses(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray) -> ArrayAccesses:
+    def array_accesses(self, g: Gemm, ops: Operands) -> ArrayAccesses:
         """Per group: each of the ceil(sc/F) filter folds re-reads the ifmap, each of the
         ceil(sr/P) pixel folds re-reads the filters; outputs are written once (final)."""
+        sr, sc, t = g.sr, g.sc, g.t
         filters, pixels = self._grid(sc)
         zero = np.zeros_like(sr)
         return ArrayAccesses(ifmap_reads=sr * t * _ceil_div(sc, filters),
@@ -131,9 +132,8 @@ class ShiftAdd(ComputeUnit):
                 f"{self.weight_bits} (apot weights: {APOT_BITS[0]} <= weight_bits <= "
                 f"{APOT_BITS[1]})")
 
-    def action_counts(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray, groups: np.ndarray,
-                      passes: np.ndarray, ops: Operands) -> dict[str, np.ndarray]:
-        products = groups * sr * sc * t * passes
+    def action_counts(self, g: Gemm, passes: np.ndarray, ops: Operands) -> dict[str, np.ndarray]:
+        products = g.macs * passes
         terms = terms_per_weight(ops.weight_format, ops.weight_bits)
         return {"shift": products * terms, "add": products * (terms - 1),
                 "accumulate": products}

@@ -7,11 +7,14 @@ and knows nothing else about the unit. Adding a kind ("bit_fusion", "bit_serial"
 writing its dataclass with those methods and calling `register_unit_kind` once; nothing else
 changes (see hwsim/arch/xnor.py and hwsim/arch/shift_add.py for kinds that override the hooks).
 
-Hook arguments, arrays over layers: the GEMM view of one conv group (int64) -- ``sr`` = output
-pixels x batch, ``sc`` = filters per group, ``t`` = kernel_h x kernel_w x in_channels per group --
-and, for hooks whose answer depends on the operands, ``ops`` (an `Operands`: each layer's
-act_bits, weight_bits and the number-format families of its weights and activations). Geometry
-comes first, ``ops`` last.
+Hook arguments, arrays over layers: the GEMM view of one conv group (a `Gemm`: ``sr`` = output
+pixels x batch, ``sc`` = filters per group, ``t`` = kernel taps x input channels per group, with
+``taps`` and ``channels`` apart for units whose folding treats them differently, and ``groups``)
+and ``ops`` (an `Operands`: each layer's act_bits, weight_bits and the number-format families of
+its weights and activations). Geometry comes first, ``ops`` last. Every hook answers at the
+layer's operand widths: a unit on which precision changes the cost (Bit Fusion, bit-serial)
+prices it there, and `peak_macs_per_cycle` states its parallelism at those widths so utilization
+is honest.
 
 A kind declares the weight / activation format families it runs in the class attributes
 `weight_formats` / `act_formats` (``None``: any family); `supports` checks them (and any width
@@ -45,6 +48,44 @@ class ArrayAccesses:
     psum_reads: np.ndarray
     psum_tile_elems: np.ndarray
     outputs_are_partial: bool
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """One conv group's GEMM per layer: ``sr`` output pixels x batch, ``sc`` filters, ``t =
+    taps * channels`` reduction length, ``taps`` = kernel_h * kernel_w, ``channels`` = input
+    channels per group, and the layer's ``groups`` (each group runs as its own GEMM, back to
+    back). int64 arrays; float64 in the cost model's overflow-check pass."""
+
+    sr: np.ndarray
+    sc: np.ndarray
+    t: np.ndarray
+    taps: np.ndarray
+    channels: np.ndarray
+    groups: np.ndarray
+
+    @classmethod
+    def of(cls, sr: Any, sc: Any, t: Any, taps: Any = 1, channels: Any = None,
+           groups: Any = 1) -> "Gemm":
+        """Arrays broadcast to one length; `channels` defaults to ``t // taps``."""
+        sr, sc, t, taps, groups = (np.atleast_1d(np.asarray(v, dtype=np.int64))
+                                   for v in (sr, sc, t, taps, groups))
+        channels = t // taps if channels is None else np.atleast_1d(
+            np.asarray(channels, dtype=np.int64))
+        n = np.broadcast_shapes(sr.shape, sc.shape, t.shape, taps.shape, channels.shape,
+                                groups.shape)
+        return cls(*(np.broadcast_to(a, n).copy() for a in (sr, sc, t, taps, channels, groups)))
+
+    def take(self, rows: Sequence[int] | np.ndarray) -> "Gemm":
+        """Rows `rows` of every column."""
+        idx = np.asarray(rows, dtype=np.int64)
+        return Gemm(self.sr[idx], self.sc[idx], self.t[idx], self.taps[idx],
+                    self.channels[idx], self.groups[idx])
+
+    @property
+    def macs(self) -> np.ndarray:
+        """Multiply-accumulates of the whole layer (all groups)."""
+        return self.groups * self.sr * self.sc * self.t
 
 
 @dataclass(frozen=True)
@@ -114,6 +155,13 @@ class ComputeUnit:
     def pe_count(self) -> int:  # pragma: no cover - every kind overrides
         raise NotImplementedError
 
+    def peak_macs_per_cycle(self, ops: Operands) -> np.ndarray:
+        """Multiply-accumulates the unit can finish per cycle at each layer's operand widths
+        (float64): the denominator of utilization. Default: one per PE, whatever the widths; a
+        unit whose parallelism depends on precision (a fused array at 2 bits runs 16 products
+        per 8-bit unit) overrides it."""
+        return np.full(np.shape(ops.act_bits), float(self.pe_count))
+
     def bit_passes(self, ops: Operands) -> np.ndarray:
         """Runs needed per layer: operands wider than the datapath are bit-sliced into passes."""
         a = -(-np.asarray(ops.act_bits, dtype=np.int64) // self.act_bits)
@@ -140,11 +188,10 @@ class ComputeUnit:
         """What `supports` accepts, for error messages."""
         return f"{self.formats_text()}, any act_bits and weight_bits"
 
-    def action_counts(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray, groups: np.ndarray,
-                      passes: np.ndarray, ops: Operands) -> dict[str, np.ndarray]:
+    def action_counts(self, g: Gemm, passes: np.ndarray, ops: Operands) -> dict[str, np.ndarray]:
         """Compute actions per layer (int64), keyed like `action_energies_pj`: one MAC per
         multiply-accumulate per bit pass."""
-        return {"mac": groups * sr * sc * t * passes}
+        return {"mac": g.macs * passes}
 
     def action_energies_pj(self) -> dict[str, float]:
         """pJ per compute action, same keys as `action_counts`."""
@@ -181,20 +228,21 @@ class SystolicArray(ComputeUnit):
     def pe_count(self) -> int:
         return self.rows * self.cols
 
-    def compute_cycles(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray,
-                       ops: Operands) -> np.ndarray:
+    def compute_cycles(self, g: Gemm, ops: Operands) -> np.ndarray:
         """Compute cycles of one GEMM (one group, one pass) per layer, int64: SCALE-Sim's fold
         model (Samajdar et al., "A Systematic Methodology for Characterizing Scalability of DNN
         Accelerators using SCALE-Sim", ISPASS 2020, Sec. IV) with the per-fold cycle counts of
-        SCALE-Sim v3's compute modules. Independent of the operands (`ops` unused)."""
+        SCALE-Sim v3's compute modules. Independent of the operand widths: a narrower layer runs
+        in the same cycles (wider ones in more bit passes, counted by the cost model)."""
         r, c = self.rows, self.cols
+        sr, sc, t = g.sr, g.sc, g.t
         if self.dataflow == "os":
             return _ceil_div(sr, r) * _ceil_div(sc, c) * (t + r + c - 2) - 1
         if self.dataflow == "ws":
             return _ceil_div(t, r) * _ceil_div(sc, c) * (sr + 2 * r + c - 2) - 1
         return _ceil_div(t, r) * _ceil_div(sr, c) * (sc + 2 * r + c - 2) - 1
 
-    def array_accesses(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray) -> ArrayAccesses:
+    def array_accesses(self, g: Gemm, ops: Operands) -> ArrayAccesses:
         """Operand elements read from / written to the buffers by one GEMM, per layer.
 
         os: each of the ceil(sr/rows) x ceil(sc/cols) folds streams `t` ifmap values per used row
@@ -204,6 +252,7 @@ class SystolicArray(ComputeUnit):
         is: the transpose of ws with ifmap stationary and filters streamed.
         """
         r, c = self.rows, self.cols
+        sr, sc, t = g.sr, g.sc, g.t
         if self.dataflow == "os":
             return ArrayAccesses(
                 ifmap_reads=sr * t * _ceil_div(sc, c), filter_reads=sc * t * _ceil_div(sr, r),

@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from hwsim.arch.schema import non_negative_number, positive_int
-from hwsim.arch.units import (ArrayAccesses, ComputeUnit, Operands, UnitKind, _ceil_div,
+from hwsim.arch.units import (ArrayAccesses, ComputeUnit, Gemm, Operands, UnitKind, _ceil_div,
                               register_unit_kind)
 
 
@@ -60,14 +60,15 @@ class XnorPopcount(ComputeUnit):
     def pe_count(self) -> int:
         return self.pe * self.simd
 
-    def compute_cycles(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray,
-                       ops: Operands) -> np.ndarray:
+    def compute_cycles(self, g: Gemm, ops: Operands) -> np.ndarray:
         """FINN folding per group and pass: ``sr * ceil(t / simd) * ceil(sc / pe)`` (int64)."""
+        sr, sc, t = g.sr, g.sc, g.t
         return sr * _ceil_div(t, self.simd) * _ceil_div(sc, self.pe)
 
-    def array_accesses(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray) -> ArrayAccesses:
+    def array_accesses(self, g: Gemm, ops: Operands) -> ArrayAccesses:
         """Per output pixel: the input vector is re-read for each of the ceil(sc/pe) PE folds,
         every weight is read once, each output is written once (accumulators stay in the PEs)."""
+        sr, sc, t = g.sr, g.sc, g.t
         zero = np.zeros_like(sr)
         return ArrayAccesses(ifmap_reads=sr * t * _ceil_div(sc, self.pe), filter_reads=sr * sc * t,
                              ofmap_writes=sr * sc, psum_reads=zero, psum_tile_elems=zero,
@@ -86,11 +87,10 @@ class XnorPopcount(ComputeUnit):
         return (f"{self.formats_text()} with act_bits (planes) <= {self.act_bits} and "
                 f"weight_bits (planes) <= {self.weight_bits}")
 
-    def action_counts(self, sr: np.ndarray, sc: np.ndarray, t: np.ndarray, groups: np.ndarray,
-                      passes: np.ndarray, ops: Operands) -> dict[str, np.ndarray]:
-        products = groups * sr * sc * t * passes
+    def action_counts(self, g: Gemm, passes: np.ndarray, ops: Operands) -> dict[str, np.ndarray]:
+        products = g.macs * passes
         return {"xnor": products, "popcount_bit": products,
-                "accumulate": groups * sr * sc * _ceil_div(t, self.simd) * passes}
+                "accumulate": g.groups * g.sr * g.sc * _ceil_div(g.t, self.simd) * passes}
 
     def action_energies_pj(self) -> dict[str, float]:
         return {"xnor": self.xnor_energy_pj, "popcount_bit": self.popcount_energy_pj_per_bit,

@@ -14,7 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hwsim.arch.units import Operands
+from hwsim.arch.units import Gemm, Operands
 from hwsim.errors import WorkloadError
 from hwsim.workloads.layer import MAX_BITS, LayerShape, check_convention
 
@@ -115,6 +115,14 @@ class LayerTable:
                         act_format=np.asarray(self.act_format, dtype=str))
 
     # GEMM view (one group) ---------------------------------------------------------------------
+    @property
+    def gemm(self) -> Gemm:
+        """The GEMM view the compute units' hooks take."""
+        taps = self.kernel_h * self.kernel_w
+        channels = self.in_channels // self.groups
+        return Gemm(sr=self.sr, sc=self.sc, t=taps * channels, taps=taps, channels=channels,
+                    groups=self.groups)
+
     @property
     def sr(self) -> np.ndarray:
         return self.out_h * self.out_w * self.batch

@@ -39,7 +39,7 @@ from hwsim.workloads.layer import LayerShape
 #: intermediates, and exact in float64.
 MAX_COUNT = 2**53
 #: Columns that are not counts (float64; checked to be finite and non-negative).
-_FLOAT_COLUMNS = ("latency_s", "utilization")
+_FLOAT_COLUMNS = ("latency_s", "peak_macs_per_cycle", "utilization")
 
 
 def _unit_columns(accel: Accelerator, unit: ComputeUnit, table: LayerTable) -> dict[str, np.ndarray]:
@@ -79,7 +79,8 @@ def _figures(accel: Accelerator, unit: ComputeUnit, table: LayerTable) -> dict[s
     passes = traffic.passes
     macs = table.macs
     ops = table.operands
-    compute = table.groups * passes * unit.compute_cycles(table.sr, table.sc, table.t, ops)
+    gemm = table.gemm
+    compute = table.groups * passes * unit.compute_cycles(gemm, ops)
     moving = transfer_cycles(accel, traffic)
     bound = np.ceil(np.max(np.stack(list(moving.values())), axis=0))
     if compute.dtype.kind == "i":  # exact: the float64 pass checked that every figure fits
@@ -87,7 +88,7 @@ def _figures(accel: Accelerator, unit: ComputeUnit, table: LayerTable) -> dict[s
     total = np.maximum(compute, bound)
 
     energies = EnergyTable.for_accelerator(accel, unit)
-    actions = unit.action_counts(table.sr, table.sc, table.t, table.groups, passes, ops)
+    actions = unit.action_counts(gemm, passes, ops)
     counts: dict[str, np.ndarray] = dict(actions)
     for level in accel.levels:
         counts[f"{level.name}_read"] = accesses(traffic.reads[level.name], level.access_bits)
@@ -116,7 +117,11 @@ def _figures(accel: Accelerator, unit: ComputeUnit, table: LayerTable) -> dict[s
     # Useful MACs per PE-cycle; at most 1 except on a 1x1 output-stationary array, where
     # SCALE-Sim's "- 1" makes the cycle count one less than the MACs (and 0 for a single MAC:
     # counted as one cycle here, so utilization stays finite).
-    cols["utilization"] = macs / (np.maximum(compute, 1).astype(np.float64) * float(unit.pe_count))
+    # The peak is the unit's at the layer's operand widths (a fused array at 2 bits has 16x the
+    # parallelism of 8 bits), so a narrow layer that does not fill it shows low utilization.
+    peak = unit.peak_macs_per_cycle(ops)
+    cols["peak_macs_per_cycle"] = peak
+    cols["utilization"] = macs / (np.maximum(compute, 1).astype(np.float64) * peak)
     return cols
 
 
@@ -158,7 +163,8 @@ def cost_table(accel: Accelerator, table: LayerTable) -> dict[str, np.ndarray]:
     0 on layers of other units; two kinds' actions of the same name share a column), passes,
     compute_cycles, stall_cycles, total_cycles, latency_s,
     ``<level>_read_bytes``/``_write_bytes``/``_read_accesses``/``_write_accesses`` per level,
-    energy_compute_pj, ``energy_<level>_pj``, energy_total_pj, utilization.
+    energy_compute_pj, ``energy_<level>_pj``, energy_total_pj, peak_macs_per_cycle (the unit's
+    parallelism at the layer's widths), utilization.
     """
     return _columns(accel, table)[0]
 
@@ -168,7 +174,8 @@ class NetworkCost:
     """Cost of a workload on an accelerator: `per_layer` (one row per layer) and totals.
 
     Units: cycles at the accelerator clock, seconds, bytes, pJ. `utilization` is total MACs over
-    the sum of each layer's compute cycles x the PEs of the unit that ran it. `per_layer`'s
+    the sum of each layer's compute cycles x the peak MACs per cycle of the unit that ran it at the
+    layer's operand widths (its PEs, for a unit whose parallelism does not depend on the widths). `per_layer`'s
     ``weight_format`` / ``act_format`` columns give each layer's number-format families and its
     ``unit`` column names the unit that ran it (a single-unit config: its kind).
     """
@@ -210,8 +217,8 @@ def cost_network(accel: Accelerator, layers: Sequence[LayerShape], *,
                           "act_format": list(table.act_format), **cols, "unit": list(chosen)})
     units = accel.units
     # Totals in Python integers: exact however many layers are summed.
-    pe_cycles = sum(max(c, 1) * units[name].pe_count
-                    for c, name in zip(cols["compute_cycles"].tolist(), chosen))
+    pe_cycles = sum(max(c, 1) * peak for c, peak in
+                    zip(cols["compute_cycles"].tolist(), cols["peak_macs_per_cycle"].tolist()))
     total_cycles = _total(cols["total_cycles"])
     macs = _total(cols["macs"])
     return NetworkCost(

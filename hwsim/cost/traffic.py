@@ -78,9 +78,9 @@ def memory_traffic(accel: Accelerator, table: LayerTable,
     ifmap_dram = np.where(filter_outer, n_filter_chunks * ifmap_b, ifmap_b)
     filter_dram = np.where(filter_outer, filter_b, n_ifmap_chunks * filter_b)
 
-    sr, sc, t, groups = table.sr, table.sc, table.t, table.groups
-    acc = unit.array_accesses(sr, sc, t)
+    groups = table.groups
     ops = table.operands
+    acc = unit.array_accesses(table.gemm, ops)
     passes = unit.bit_passes(ops)
     reps = groups * passes
     out_reps = groups * unit.output_passes(passes)
