@@ -14,10 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
-
 from hwsim.arch import load_accelerator
-from hwsim.cost import LayerTable, cost_network, cost_table
+from hwsim.cost import LayerTable, PrecisionOption, cost_network, cost_table, price_options
 from hwsim.workloads import LayerShape, builtin_workload
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,15 +51,12 @@ def bench_model(accel) -> None:
           f"{t_cost / len(many) * 1e6:.2f} us/layer = {per_layer_us:.2f} us/layer "
           f"(target <= 20 us; {20 / per_layer_us:.0f}x under)")
 
-    options = [(a, w) for a in (2, 4, 8, 16) for w in (2, 4, 8, 16)]
+    options = [PrecisionOption(w, a) for a in (2, 4, 8, 16) for w in (2, 4, 8, 16)]
     base = LayerTable.from_layers(r50)
-    idx = np.repeat(np.arange(len(r50)), len(options))
-    act = np.tile([a for a, _ in options], len(r50))
-    wgt = np.tile([w for _, w in options], len(r50))
-    priced = base.take(idx).with_bits(act, wgt)
-    t_opts = best_of(lambda: cost_table(accel, priced), 10)
-    print(f"allocator table: ResNet-50 x {len(options)} bit options = {len(priced)} pairs in "
-          f"{t_opts * 1e3:.2f} ms ({t_opts / len(priced) * 1e6:.2f} us/pair)")
+    pairs = len(r50) * len(options)
+    t_opts = best_of(lambda: price_options(accel, base, options), 20)
+    print(f"price_options: ResNet-50 x {len(options)} options = {pairs} (layer, option) pairs "
+          f"in {t_opts * 1e3:.2f} ms ({t_opts / pairs * 1e6:.2f} us/pair; target <= 2 ms)")
 
 
 def bench_scalesim(accel) -> None:

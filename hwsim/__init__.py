@@ -7,7 +7,7 @@ program runs and is costed with numpy and numba alone. The bridges to `quant` (`
 import hwsim.ops  # noqa: F401  (registers the built-in IR ops first)
 from hwsim.analysis import accumulator_report
 from hwsim.arch import Accelerator, MemoryLevel, SystolicArray, load_accelerator
-from hwsim.cost import NetworkCost, cost_network
+from hwsim.cost import NetworkCost, OptionCosts, PrecisionOption, cost_network, price_options
 from hwsim.errors import ConfigError, HwsimError, KernelError, ProgramError, WorkloadError
 from hwsim.executor import ExecutionResult, execute, execute_node
 from hwsim.ir import IntProgram, Node, TensorQuant, check_program, load_program, save_program
@@ -21,5 +21,6 @@ __all__ = [
     "Accelerator", "MemoryLevel", "SystolicArray", "load_accelerator",
     "LayerShape", "builtin_workload", "load_topology_csv",
     "NetworkCost", "cost_network", "accumulator_report",
+    "PrecisionOption", "OptionCosts", "price_options",
 ]
 __version__ = "0.1.0"

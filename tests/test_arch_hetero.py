@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwsim.arch import (AssignRule, Operands, SystolicArray, XnorPopcount, assign_units,
-                        load_accelerator)
+from hwsim.arch import (UNIT_KINDS, AssignRule, Operands, SystolicArray, XnorPopcount,
+                        assign_units, load_accelerator)
 from hwsim.cost import cost_network
 from hwsim.errors import ConfigError
 from tests._cost_helpers import write_config_variant
@@ -131,8 +131,7 @@ def test_rules_from_yaml_by_pattern_and_overrides_reach_named_units(tmp_path):
      "units.binary.mac_energy_pj: unknown field"),
     (lambda r: r["units"]["binary"].pop("simd"), "units.binary.simd: missing; expected a positive integer"),
     (lambda r: r["units"]["int8_array"].update(kind="analog"),
-     "units.int8_array.kind: expected one of ['shift_add', 'systolic', 'xnor_popcount'], got "
-     "'analog'"),
+     f"units.int8_array.kind: expected one of {sorted(UNIT_KINDS)}, got 'analog'"),
 ])
 def test_bad_hetero_config_gives_one_error_naming_file_and_field(tmp_path, edit, expected):
     path = write_config_variant(tmp_path, HETERO, edit)

@@ -87,20 +87,21 @@ def test_all_errors_reported_together(tmp_path):
 
 
 def test_unknown_kind_lists_known_kinds(tmp_path):
-    path = write_variant(tmp_path, lambda r: r["compute"].update(kind="bit_serial"))
+    path = write_variant(tmp_path, lambda r: r["compute"].update(kind="analog_crossbar"))
     with pytest.raises(ConfigError) as err:
         load_accelerator(path)
-    assert ("compute.kind: expected one of ['shift_add', 'systolic', 'xnor_popcount']"
-            in str(err.value))
-    with pytest.raises(ConfigError,
-                       match=r"known kinds: \['shift_add', 'systolic', 'xnor_popcount'\]"):
-        unit_kind("bit_serial")
+    assert {"shift_add", "systolic", "xnor_popcount"} <= set(UNIT_KINDS)
+    assert f"compute.kind: expected one of {sorted(UNIT_KINDS)}" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        unit_kind("analog_crossbar")
+    assert f"known kinds: {sorted(UNIT_KINDS)}" in str(err.value)
 
 
 def test_registering_a_kind_twice_is_refused():
+    before = dict(UNIT_KINDS)
     with pytest.raises(ConfigError, match="already registered"):
         register_unit_kind(UnitKind("systolic", (), lambda v: None, "dup"))
-    assert set(UNIT_KINDS) == {"systolic", "xnor_popcount", "shift_add"}
+    assert UNIT_KINDS == before
 
 
 def test_overrides_apply_before_validation():

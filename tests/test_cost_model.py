@@ -159,10 +159,10 @@ def test_wider_operands_take_bit_passes_and_narrower_ones_less_traffic():
     table = LayerTable.from_layers([layer])
     base = cost_table(accel, table)
     wide = cost_table(accel, table.with_bits(16, 8))
-    assert wide["passes"][0] == 2 and wide["compute_cycles"][0] == 2 * base["compute_cycles"][0]
-    assert wide["mac_actions"][0] == 2 * base["macs"][0]
+    assert wide.passes[0] == 2 and wide.compute_cycles[0] == 2 * base.compute_cycles[0]
+    assert wide.actions["mac"][0] == 2 * base.macs[0]
     narrow = cost_table(accel, table.with_bits(8, 4))
-    assert narrow["compute_cycles"][0] == base["compute_cycles"][0]
+    assert narrow.compute_cycles[0] == base.compute_cycles[0]
     assert memory_traffic(accel, table.with_bits(8, 4)).operand_bytes["filter"][0] == layer.weight_count // 2
 
 

@@ -214,8 +214,8 @@ def test_shift_add_is_cheaper_for_few_term_weights():
     table = LayerTable.from_layers([layer])
     four = cost_table(BASE, table.with_bits(8, 4).with_formats("apot"))
     four_int = cost_table(BASE, table.with_bits(8, 4))
-    assert four["compute_cycles"][0] * 2 == four_int["compute_cycles"][0]
-    assert four["energy_compute_pj"][0] < four_int["energy_compute_pj"][0]
+    assert four.compute_cycles[0] * 2 == four_int.compute_cycles[0]
+    assert four.energy_compute_pj[0] < four_int.energy_compute_pj[0]
 
 
 def test_unit_refuses_what_it_cannot_run():

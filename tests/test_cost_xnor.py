@@ -136,8 +136,8 @@ def test_binary_layer_is_cheaper_than_int8_on_its_own_unit():
     table = LayerTable.from_layers([layer])
     cols1 = cost_table(BINARY, table.with_bits(1, 1))
     cols2 = cost_table(BINARY, table.with_bits(2, 2))
-    assert cols2["compute_cycles"][0] == 4 * cols1["compute_cycles"][0]
-    assert cols2["energy_compute_pj"][0] > cols1["energy_compute_pj"][0]
+    assert cols2.compute_cycles[0] == 4 * cols1.compute_cycles[0]
+    assert cols2.energy_compute_pj[0] > cols1.energy_compute_pj[0]
     assert isinstance(BINARY.compute, XnorPopcount) and BINARY.compute.pe_count == 32 * 64
 
 
@@ -153,6 +153,6 @@ def test_the_unit_runs_binary_weights_only_with_binary_or_int_activations():
     table = LayerTable.from_layers([layer])
     as_binary = cost_table(BINARY, table.with_formats("binary", "binary"))
     int_acts = cost_table(BINARY, table.with_formats("binary"))
-    assert as_binary["compute_cycles"][0] == int_acts["compute_cycles"][0] > 0
+    assert as_binary.compute_cycles[0] == int_acts.compute_cycles[0] > 0
     frame = cost_network(BINARY, [replace(layer, **BIN)]).per_layer
     assert (frame.loc[0, "weight_format"], frame.loc[0, "act_format"]) == ("binary", "binary")

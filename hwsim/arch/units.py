@@ -197,6 +197,11 @@ class ComputeUnit:
         """pJ per compute action, same keys as `action_counts`."""
         return {"mac": self.mac_energy_pj}
 
+    def energy_source(self) -> str:
+        """Where the per-action energies come from (provenance): the config's fields by
+        default; a kind with built-in tables names the table and its paper."""
+        return "energies from the config's *_energy_pj fields"
+
     def array_operand_bits(self, ops: Operands) -> tuple[np.ndarray, np.ndarray]:
         """Bits per ifmap / filter element read by the array in one pass (default: the layer's
         full widths, i.e. the stored code widths)."""

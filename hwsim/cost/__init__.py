@@ -3,17 +3,25 @@
 from hwsim.cost.energy import EnergyTable, accesses, energy_pj
 from hwsim.cost.layer_table import LayerTable
 from hwsim.cost.network import NetworkCost, cost_network, cost_table
+from hwsim.cost.options import RESOURCES, OptionCosts, PrecisionOption, price_options
+from hwsim.cost.result import LayerCosts, LevelCosts
 from hwsim.cost.traffic import Traffic, memory_traffic, transfer_cycles
 
 __all__ = [
     "EnergyTable",
+    "LayerCosts",
     "LayerTable",
+    "LevelCosts",
     "NetworkCost",
+    "OptionCosts",
+    "PrecisionOption",
+    "RESOURCES",
     "Traffic",
     "accesses",
     "cost_network",
     "cost_table",
     "energy_pj",
     "memory_traffic",
+    "price_options",
     "transfer_cycles",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from functools import cached_property
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Sequence
 
 import numpy as np
@@ -176,7 +176,7 @@ class LayerTable:
     def _format_column(self, field: str, value: str | Sequence[str]) -> tuple[str, ...]:
         n = len(self)
         column = (value,) * n if isinstance(value, str) else tuple(value)
-        if len(column) != n or not all(isinstance(v, str) and v.strip() for v in column):
+        if len(column) != n or not all(isinstance(v, str) and v.strip() for v in set(column)):
             raise WorkloadError(f"with_formats: {field} must be a non-empty format family name "
                                 f"or one per layer ({n}), got {value!r}")
         return column
@@ -186,6 +186,12 @@ class LayerTable:
         idx = np.asarray(indices, dtype=np.int64)
         arrays = {f.name: getattr(self, f.name)[idx] for f in fields(self)
                   if isinstance(getattr(self, f.name), np.ndarray)}
-        rows = {name: tuple(getattr(self, name)[i] for i in idx)
-                for name in ("names", "kinds", "weight_format", "act_format")}
+        positions = idx.tolist()
+        if len(positions) == 1:
+            rows = {name: (getattr(self, name)[positions[0]],)
+                    for name in ("names", "kinds", "weight_format", "act_format")}
+        else:
+            pick = itemgetter(*positions) if positions else (lambda _: ())
+            rows = {name: pick(getattr(self, name))
+                    for name in ("names", "kinds", "weight_format", "act_format")}
         return replace(self, **rows, **arrays)

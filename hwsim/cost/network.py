@@ -30,6 +30,7 @@ from hwsim.arch.accelerator import Accelerator
 from hwsim.arch.units import ComputeUnit
 from hwsim.cost.energy import EnergyTable, accesses, energy_pj
 from hwsim.cost.layer_table import LayerTable
+from hwsim.cost.result import LayerCosts, LevelCosts, merge_layer_costs
 from hwsim.cost.traffic import memory_traffic, transfer_cycles
 from hwsim.errors import WorkloadError
 from hwsim.workloads.layer import LayerShape
@@ -42,11 +43,14 @@ MAX_COUNT = 2**53
 _FLOAT_COLUMNS = ("latency_s", "peak_macs_per_cycle", "utilization")
 
 
-def _unit_columns(accel: Accelerator, unit: ComputeUnit, table: LayerTable) -> dict[str, np.ndarray]:
-    """Cost columns of `table` with every layer on `unit`, after checking in float64 that every
-    figure is representable (see the module docstring)."""
-    _check_representable(_figures(accel, unit, table.as_float()), table, unit)
-    return _figures(accel, unit, table)
+def unit_costs(accel: Accelerator, unit_name: str, table: LayerTable) -> LayerCosts:
+    """Costs of `table` with every layer on unit `unit_name` (not checked against the unit's
+    `supports`: the callers route and check), after checking in float64 that every figure is
+    representable (see the module docstring)."""
+    unit = accel.unit(unit_name)
+    _check_representable(_figures(accel, unit_name, unit, table.as_float()).columns(), table,
+                         unit)
+    return _figures(accel, unit_name, unit, table)
 
 
 def _check_representable(cols: dict[str, np.ndarray], table: LayerTable,
@@ -72,9 +76,36 @@ def _check_representable(cols: dict[str, np.ndarray], table: LayerTable,
         f"reduce its batch (layer {row + 1} of {len(table)}: {table.row_macs(row):.4g} MACs)")
 
 
-def _figures(accel: Accelerator, unit: ComputeUnit, table: LayerTable) -> dict[str, np.ndarray]:
-    """The cost columns: int64 counts for an int64 table, or their float64 estimates for the
-    float64 copy (`LayerTable.as_float`) -- the same formulas either way."""
+def _first_sentence(doc: str | None) -> str:
+    text = " ".join((doc or "").split())
+    return text.split(". ")[0].rstrip(".") if text else "(undocumented)"
+
+
+def _provenance(accel: Accelerator, unit_name: str, unit: ComputeUnit) -> dict[str, dict[str, str]]:
+    """The estimator behind each figure family, for layers on `unit_name`."""
+    kind = unit.kind
+    actions = ", ".join(f"{a} {pj:g} pJ" for a, pj in unit.action_energies_pj().items())
+    figures = {
+        "compute_cycles": f"{kind} unit: {_first_sentence(type(unit).compute_cycles.__doc__)}",
+        "actions": f"{kind} unit: {_first_sentence(type(unit).action_counts.__doc__)}",
+        "energy_compute_pj": f"{kind} unit: action counts x per-action energy ({actions}; "
+                             f"{unit.energy_source()})",
+        "traffic": "hwsim traffic model: DRAM fetches by the cheaper loop order, buffer <-> "
+                   "array reads from the unit's access pattern (hwsim/cost/traffic.py)",
+        "energy_levels_pj": f"accesses of access_bits x read/write_energy_pj per level "
+                            f"({accel.source})",
+        "stall_cycles": "double-buffered overlap: max(compute, transfer cycles per level) - "
+                        "compute",
+        "peak_macs_per_cycle": f"{kind} unit: "
+                               f"{_first_sentence(type(unit).peak_macs_per_cycle.__doc__)}",
+    }
+    return {figure: {unit_name: text} for figure, text in figures.items()}
+
+
+def _figures(accel: Accelerator, unit_name: str, unit: ComputeUnit,
+             table: LayerTable) -> LayerCosts:
+    """The costs: int64 counts for an int64 table, or their float64 estimates for the float64
+    copy (`LayerTable.as_float`) -- the same formulas either way."""
     traffic = memory_traffic(accel, table, unit)
     passes = traffic.passes
     macs = table.macs
@@ -94,79 +125,41 @@ def _figures(accel: Accelerator, unit: ComputeUnit, table: LayerTable) -> dict[s
         counts[f"{level.name}_read"] = accesses(traffic.reads[level.name], level.access_bits)
         counts[f"{level.name}_write"] = accesses(traffic.writes[level.name], level.access_bits)
     energy = energy_pj(counts, energies)
-
-    cols: dict[str, np.ndarray] = {"macs": macs}
-    cols.update({f"{action}_actions": count for action, count in actions.items()})
-    cols.update({
-        "passes": passes,
-        "compute_cycles": compute,
-        "stall_cycles": total - compute,
-        "total_cycles": total,
-        "latency_s": total / accel.clock_hz,
-    })
-    for level in accel.levels:
-        name = level.name
-        cols[f"{name}_read_bytes"] = traffic.reads[name]
-        cols[f"{name}_write_bytes"] = traffic.writes[name]
-        cols[f"{name}_read_accesses"] = counts[f"{name}_read"]
-        cols[f"{name}_write_accesses"] = counts[f"{name}_write"]
-    cols["energy_compute_pj"] = energy["compute"]
-    for level in accel.levels:
-        cols[f"energy_{level.name}_pj"] = energy[level.name]
-    cols["energy_total_pj"] = sum(energy.values())
-    # Useful MACs per PE-cycle; at most 1 except on a 1x1 output-stationary array, where
-    # SCALE-Sim's "- 1" makes the cycle count one less than the MACs (and 0 for a single MAC:
-    # counted as one cycle here, so utilization stays finite).
+    per_action = dict(unit.action_energies_pj())
+    levels = {level.name: LevelCosts(
+        read_bytes=traffic.reads[level.name], write_bytes=traffic.writes[level.name],
+        read_accesses=counts[f"{level.name}_read"], write_accesses=counts[f"{level.name}_write"],
+        energy_pj=energy[level.name]) for level in accel.levels}
     # The peak is the unit's at the layer's operand widths (a fused array at 2 bits has 16x the
     # parallelism of 8 bits), so a narrow layer that does not fill it shows low utilization.
+    # Useful MACs per peak MAC-cycle is at most 1 except on a 1x1 output-stationary array, where
+    # SCALE-Sim's "- 1" makes the cycle count one less than the MACs (and 0 for a single MAC:
+    # counted as one cycle here, so utilization stays finite).
     peak = unit.peak_macs_per_cycle(ops)
-    cols["peak_macs_per_cycle"] = peak
-    cols["utilization"] = macs / (np.maximum(compute, 1).astype(np.float64) * peak)
-    return cols
+    return LayerCosts(
+        names=table.names, unit=np.full(len(table), unit_name), macs=macs, passes=passes,
+        compute_cycles=compute, stall_cycles=total - compute, total_cycles=total,
+        latency_s=total / accel.clock_hz, actions=actions,
+        action_energy_pj={a: c * per_action.get(a, 0.0) for a, c in actions.items()},
+        levels=levels, energy_compute_pj=energy["compute"],
+        energy_total_pj=sum(energy.values()), peak_macs_per_cycle=peak,
+        utilization=macs / (np.maximum(compute, 1).astype(np.float64) * peak),
+        provenance=_provenance(accel, unit_name, unit))
 
 
-def _columns(accel: Accelerator, table: LayerTable) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Cost columns and the unit name per layer; layers are priced on their assigned unit."""
+def cost_table(accel: Accelerator, table: LayerTable) -> LayerCosts:
+    """Price every layer of `table` on the unit the accelerator's assignment gives it
+    (`Accelerator.layer_units`; raises `ConfigError` for a layer its unit cannot run): the
+    allocator's hot path (numpy only, no DataFrame). See `LayerCosts` for the figures."""
     chosen = accel.layer_units(table.names, table.operands)
     used = [name for name in accel.units if (chosen == name).any()]
     if len(used) == 1:
-        return _unit_columns(accel, accel.unit(used[0]), table), chosen
-    parts = {}
+        return unit_costs(accel, used[0], table)
+    parts = []
     for name in used:
         rows = np.flatnonzero(chosen == name)
-        parts[name] = (rows, _unit_columns(accel, accel.unit(name), table.take(rows)))
-    keys: list[str] = []
-    for _, cols in parts.values():
-        keys += [k for k in cols if k not in keys]
-    # Action columns of other units go next to the first unit's actions, before "passes".
-    keys.remove("passes")
-    keys.insert(max(i for i, k in enumerate(keys) if k.endswith("_actions")) + 1, "passes")
-    merged: dict[str, np.ndarray] = {}
-    for key in keys:
-        dtype = np.result_type(*(cols[key] for _, cols in parts.values() if key in cols))
-        column = np.zeros(len(table), dtype=dtype)
-        for rows, cols in parts.values():
-            if key in cols:
-                column[rows] = cols[key]
-        merged[key] = column
-    return merged, chosen
-
-
-def cost_table(accel: Accelerator, table: LayerTable) -> dict[str, np.ndarray]:
-    """All per-layer cost columns as numpy arrays (the allocator's hot path; no DataFrame).
-
-    Each layer is priced on the unit the accelerator's assignment gives it
-    (`Accelerator.layer_units`; raises `ConfigError` for a layer its unit cannot run).
-    Columns: macs, ``<action>_actions`` per compute action of the units used (``mac_actions``
-    for a MAC array; ``xnor_actions``, ``popcount_bit_actions``, ``accumulate_actions`` for an
-    XNOR unit; ``shift_actions``, ``add_actions``, ``accumulate_actions`` for a shift-add unit;
-    0 on layers of other units; two kinds' actions of the same name share a column), passes,
-    compute_cycles, stall_cycles, total_cycles, latency_s,
-    ``<level>_read_bytes``/``_write_bytes``/``_read_accesses``/``_write_accesses`` per level,
-    energy_compute_pj, ``energy_<level>_pj``, energy_total_pj, peak_macs_per_cycle (the unit's
-    parallelism at the layer's widths), utilization.
-    """
-    return _columns(accel, table)[0]
+        parts.append((rows, unit_costs(accel, name, table.take(rows))))
+    return merge_layer_costs(parts, table.names)
 
 
 @dataclass(frozen=True)
@@ -192,6 +185,12 @@ class NetworkCost:
     energy_total_pj: float
     dram_bytes: int
     utilization: float
+    layers: LayerCosts
+
+    @property
+    def provenance(self) -> dict[str, dict[str, str]]:
+        """Estimator of each figure family, per compute unit (see `LayerCosts`)."""
+        return self.layers.provenance
 
     def totals(self) -> dict[str, float | int | str]:
         """The scalar totals as a dict (for reports and JSON)."""
@@ -202,8 +201,14 @@ class NetworkCost:
 
     def energy_by_level_pj(self) -> dict[str, float]:
         """Total energy per memory level plus "compute", in pJ."""
-        cols = [c for c in self.per_layer.columns if c.startswith("energy_") and c != "energy_total_pj"]
-        return {c[len("energy_"):-len("_pj")]: float(self.per_layer[c].sum()) for c in cols}
+        layers = self.layers
+        out = {"compute": float(layers.energy_compute_pj.sum())}
+        out.update({name: float(level.energy_pj.sum()) for name, level in layers.levels.items()})
+        return out
+
+    def energy_by_action_pj(self) -> dict[str, float]:
+        """Total compute energy per compute action ("mac", "xnor", ...), in pJ."""
+        return {a: float(e.sum()) for a, e in self.layers.action_energy_pj.items()}
 
 
 def cost_network(accel: Accelerator, layers: Sequence[LayerShape], *,
@@ -211,11 +216,12 @@ def cost_network(accel: Accelerator, layers: Sequence[LayerShape], *,
     """Price `layers`, run in order on `accel`. `convention` sets output sizes ("torch" pads,
     "scalesim" takes the input as already padded)."""
     table = LayerTable.from_layers(layers, convention)
-    cols, chosen = _columns(accel, table)
+    costs = cost_table(accel, table)
+    cols = costs.columns()
     frame = pd.DataFrame({"name": list(table.names), "kind": list(table.kinds),
                           "weight_format": list(table.weight_format),
-                          "act_format": list(table.act_format), **cols, "unit": list(chosen)})
-    units = accel.units
+                          "act_format": list(table.act_format), **cols,
+                          "unit": costs.unit.tolist()})
     # Totals in Python integers: exact however many layers are summed.
     pe_cycles = sum(max(c, 1) * peak for c, peak in
                     zip(cols["compute_cycles"].tolist(), cols["peak_macs_per_cycle"].tolist()))
@@ -234,6 +240,7 @@ def cost_network(accel: Accelerator, layers: Sequence[LayerShape], *,
         energy_total_pj=float(cols["energy_total_pj"].sum()),
         dram_bytes=_total(cols["dram_read_bytes"]) + _total(cols["dram_write_bytes"]),
         utilization=macs / pe_cycles,
+        layers=costs,
     )
 
 
