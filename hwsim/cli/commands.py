@@ -18,7 +18,7 @@ from hwsim.cli.output import (check_output_path, describe_os_error, print_summar
                               print_table, print_written, save_results)
 from hwsim.errors import HwsimError
 
-COST_COLUMNS = ["name", "unit", "macs", "compute_cycles", "stall_cycles", "total_cycles",
+COST_COLUMNS = ["name", "unit", "weight_bits", "act_bits", "macs", "compute_cycles", "stall_cycles", "total_cycles",
                 "utilization", "energy_compute_pj", "energy_total_pj"]
 VERIFY_COLUMNS = ["layer", "op", "shape", "max_lsb_diff", "mismatch_pct", "max_lsb_diff_e2e",
                   "sqnr_db", "cosine", "overflows"]
@@ -128,10 +128,29 @@ def _check_onnx_batch(model: str, batch: int) -> None:
                          "cost other batch sizes")
 
 
+def _with_precision(args: argparse.Namespace, layers):
+    """`layers` at the uniform --bits/--act-bits/--weight-format, then the --plan file's
+    per-layer precisions."""
+    from dataclasses import replace
+
+    uniform = {key: value for key, value in (("weight_bits", args.bits),
+                                             ("act_bits", args.act_bits),
+                                             ("weight_format", args.weight_format))
+               if value is not None}
+    if uniform:
+        layers = [replace(layer, **uniform) for layer in layers]
+    if args.plan is not None:
+        from hwsim.workloads.plan import load_plan
+
+        check_input_file("--plan", args.plan, "a precision plan (YAML or JSON)")
+        layers = load_plan(args.plan).apply(layers)
+    return layers
+
+
 def simulate(args: argparse.Namespace) -> int:
     _check_outputs(args)
     accel = _accelerator(args)
-    layers = _simulate_layers(args)
+    layers = _with_precision(args, _simulate_layers(args))
     return _cost_and_report(args, accel, layers, "torch", f"{args.model} on {accel.name}")
 
 
@@ -141,7 +160,7 @@ def cost(args: argparse.Namespace) -> int:
     _check_outputs(args)
     accel = _accelerator(args)
     check_input_file("--topology", args.topology, "a SCALE-Sim topology CSV")
-    layers = load_topology_csv(args.topology)
+    layers = _with_precision(args, load_topology_csv(args.topology))
     return _cost_and_report(args, accel, layers, "scalesim", f"{args.topology} on {accel.name}")
 
 

@@ -142,6 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what an accumulator does on overflow: wrap (two's complement; the "
                              "default) or saturate")
 
+    def precision(sp: argparse.ArgumentParser) -> None:
+        from quant.formats import registered_formats  # torch-free
+
+        families = list(registered_formats())
+        sp.add_argument("--bits", type=_int_in(1, 256), default=None, metavar="N",
+                        help="price every layer at N-bit weights (default: the workload's own "
+                             "widths, 8 for built-in networks)")
+        sp.add_argument("--act-bits", type=_int_in(1, 256), default=None, metavar="N",
+                        help="price every layer at N-bit activations")
+        sp.add_argument("--weight-format", choices=families, default=None,
+                        help="price every layer's weights in this number-format family")
+        sp.add_argument("--plan", metavar="FILE", default=None,
+                        help="per-layer precision plan (YAML/JSON: layer names or globs -> "
+                             "weight_bits, act_bits, weight_format, act_format); applied after "
+                             "--bits/--act-bits/--weight-format")
+
     def images(sp: argparse.ArgumentParser, what: str) -> None:
         sp.add_argument("--images", type=_int_in(1), default=None, metavar="N",
                         help=f"verify on the first N {what}")
@@ -170,12 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
                          "its conv, gemm and matmul layers)")
     sp.add_argument("--batch", type=_int_in(1), default=1, metavar="N",
                     help="batch size: every layer is costed for N inputs (default 1)")
+    precision(sp)
     outputs(sp)
 
     sp = command("cost", "cost a SCALE-Sim topology CSV on an accelerator")
     hw(sp)
     sp.add_argument("--topology", required=True, metavar="CSV",
                     help="SCALE-Sim topology file (one conv/GEMM layer per row)")
+    precision(sp)
     outputs(sp)
 
     real = [m for m in ZOO_MODELS if not ZOO_WEIGHTS.get(m, "").startswith("random")]

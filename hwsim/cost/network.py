@@ -220,7 +220,8 @@ def cost_network(accel: Accelerator, layers: Sequence[LayerShape], *,
     cols = costs.columns()
     frame = pd.DataFrame({"name": list(table.names), "kind": list(table.kinds),
                           "weight_format": list(table.weight_format),
-                          "act_format": list(table.act_format), **cols,
+                          "act_format": list(table.act_format),
+                          "weight_bits": table.weight_bits, "act_bits": table.act_bits, **cols,
                           "unit": costs.unit.tolist()})
     # Totals in Python integers: exact however many layers are summed.
     pe_cycles = sum(max(c, 1) * peak for c, peak in

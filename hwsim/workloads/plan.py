@@ -1,0 +1,137 @@
+"""Per-layer precision plans: which widths and number formats each layer is priced at.
+
+A plan file (YAML, or JSON, which YAML reads) names layers -- exact names or ``fnmatch`` globs,
+first matching entry wins -- and gives each a precision; an optional ``default`` applies to
+every layer no entry matches::
+
+    default: {weight_bits: 8, act_bits: 8}
+    layers:
+      conv1: {weight_bits: 8, act_bits: 8}
+      "layer*.conv2": {weight_bits: 4, act_bits: 4}
+      fc: {weight_bits: 4, weight_format: apot}
+
+Fields of a precision (each optional; an omitted one keeps the layer's value): ``weight_bits``,
+``act_bits`` (integers 1..256), ``weight_format``, ``act_format`` (number-format families
+registered in ``quant.formats``: "int", "binary", "apot", ...). An entry that matches no layer of
+the workload is an error (a misspelled name must not be silently ignored).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from hwsim.arch.schema import (MAX_BITS, Field, check_section, format_name, load_yaml,
+                               positive_int)
+from hwsim.errors import WorkloadError
+from hwsim.textfile import read_text
+from hwsim.workloads.layer import LayerShape
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Widths and format families to apply to a layer; None keeps the layer's own value."""
+
+    weight_bits: int | None = None
+    act_bits: int | None = None
+    weight_format: str | None = None
+    act_format: str | None = None
+
+    def apply(self, layer: LayerShape) -> LayerShape:
+        changes = {k: v for k, v in self.__dict__.items() if v is not None}
+        return replace(layer, **changes) if changes else layer
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """Ordered (pattern, precision) entries plus a default; `source` names the file."""
+
+    entries: tuple[tuple[str, Precision], ...] = ()
+    default: Precision = Precision()
+    source: str = "<plan>"
+
+    def apply(self, layers: Sequence[LayerShape]) -> list[LayerShape]:
+        """`layers` with each one's precision replaced by its first matching entry (or the
+        default). Raises `WorkloadError` naming the file and every entry that matches no
+        layer."""
+        applied = [False] * len(self.entries)
+        matched = [False] * len(self.entries)
+        out = []
+        for layer in layers:
+            hits = [i for i, (pattern, _) in enumerate(self.entries)
+                    if fnmatchcase(layer.name, pattern)]
+            for i in hits:
+                matched[i] = True
+            if hits:
+                applied[hits[0]] = True
+                out.append(self.entries[hits[0]][1].apply(layer))
+            else:
+                out.append(self.default.apply(layer))
+        unused = [pattern for (pattern, _), hit in zip(self.entries, matched) if not hit]
+        if unused:
+            names = ", ".join(layer.name for layer in layers[:6])
+            more = ", ..." if len(layers) > 6 else ""
+            raise WorkloadError(f"{self.source}: layers: {unused} match no layer of the workload "
+                                f"(its layers: {names}{more})")
+        shadowed = [pattern for (pattern, _), hit in zip(self.entries, applied) if not hit]
+        if shadowed:
+            raise WorkloadError(f"{self.source}: layers: {shadowed}: every layer they match is "
+                                f"taken by an earlier entry (the first match wins); move them "
+                                f"up or remove them")
+        return out
+
+
+def _precision_fields(known_formats: Sequence[str]) -> tuple[Field, ...]:
+    return (positive_int("weight_bits", maximum=MAX_BITS, required=False),
+            positive_int("act_bits", maximum=MAX_BITS, required=False),
+            format_name("weight_format", known_formats, required=False),
+            format_name("act_format", known_formats, required=False))
+
+
+def _known_formats() -> tuple[str, ...]:
+    from quant.formats import registered_formats  # torch-free
+
+    return tuple(registered_formats())
+
+
+def plan_from_dict(raw: Any, source: str = "<plan>") -> PrecisionPlan:
+    """Validate a parsed plan; every problem is reported at once, each naming its field."""
+    errors: list[str] = []
+    fields = _precision_fields(_known_formats())
+    top = check_section(raw, (Field("layers", "a mapping of layer names or globs to "
+                                    "precisions", lambda v: isinstance(v, Mapping),
+                                    required=False, default={}),
+                              Field("default", "a precision mapping", lambda v: isinstance(
+                                  v, Mapping), required=False, default={})), "", errors)
+    default = Precision(**check_section(top.get("default") or {}, fields, "default", errors))
+    entries = []
+    for pattern, spec in (top.get("layers") or {}).items():
+        if not isinstance(pattern, str) or not pattern:
+            errors.append(f"layers: {pattern!r}: expected a layer name or glob")
+            continue
+        where = f"layers.{pattern}"
+        if spec is None or (isinstance(spec, Mapping) and not spec):
+            errors.append(f"{where}: empty; expected at least one of weight_bits, act_bits, "
+                          f"weight_format, act_format")
+            continue
+        entries.append((pattern, Precision(**check_section(spec, fields, where, errors))))
+    if not top.get("layers") and not top.get("default") and not errors:
+        errors.append("expected 'layers' and/or 'default'; the plan changes nothing")
+    if errors:
+        detail = "; ".join(errors)
+        raise WorkloadError(f"{source}: {detail}" if len(errors) == 1 else
+                            f"{source}: {len(errors)} problems: {detail}")
+    return PrecisionPlan(tuple(entries), default, source)
+
+
+def load_plan(path: str | Path) -> PrecisionPlan:
+    """Read and validate a plan file (YAML or JSON)."""
+    path = Path(path)
+    text = read_text(path, "a precision plan (YAML or JSON)", WorkloadError)
+    try:
+        raw = load_yaml(text)
+    except ValueError as exc:
+        raise WorkloadError(f"{path}: not valid YAML/JSON: {exc}") from None
+    return plan_from_dict(raw, str(path))
