@@ -2,6 +2,8 @@
 
 from hwsim.arch.accelerator import OPERANDS, Accelerator, MemoryLevel
 from hwsim.arch.assign import POSITIONS, AssignRule, assign_units
+from hwsim.arch.bit_serial import Loom, Stripes  # registers the "stripes" and "loom" kinds
+from hwsim.arch.bit_fusion import BitFusion  # registers the "bit_fusion" kind
 from hwsim.arch.loader import accelerator_from_dict, load_accelerator
 from hwsim.arch.shift_add import ShiftAdd, terms_per_weight  # registers the "shift_add" kind
 from hwsim.arch.units import (DATAFLOWS, UNIT_KINDS, ArrayAccesses, ComputeUnit, Gemm, Operands,
@@ -17,11 +19,14 @@ __all__ = [
     "Accelerator",
     "ArrayAccesses",
     "AssignRule",
+    "BitFusion",
     "ComputeUnit",
     "Gemm",
+    "Loom",
     "MemoryLevel",
     "Operands",
     "ShiftAdd",
+    "Stripes",
     "SystolicArray",
     "UnitKind",
     "XnorPopcount",
