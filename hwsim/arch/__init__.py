@@ -6,6 +6,7 @@ from hwsim.arch.bit_serial import Loom, Stripes  # registers the "stripes" and "
 from hwsim.arch.bit_fusion import BitFusion  # registers the "bit_fusion" kind
 from hwsim.arch.loader import accelerator_from_dict, load_accelerator
 from hwsim.arch.shift_add import ShiftAdd, terms_per_weight  # registers the "shift_add" kind
+from hwsim.arch.spatial import SpatialArray  # registers the "spatial_array" kind
 from hwsim.arch.units import (DATAFLOWS, UNIT_KINDS, ArrayAccesses, ComputeUnit, Gemm, Operands,
                               SystolicArray, UnitKind, register_unit_kind, unit_kind,
                               unregister_unit_kind)
@@ -26,6 +27,7 @@ __all__ = [
     "MemoryLevel",
     "Operands",
     "ShiftAdd",
+    "SpatialArray",
     "Stripes",
     "SystolicArray",
     "UnitKind",

@@ -35,6 +35,10 @@ class MemoryLevel:
     read_energy_pj: float
     write_energy_pj: float
     holds: tuple[str, ...]
+    #: one instance in every PE (size_bytes each), e.g. a register file; else one shared instance
+    per_pe: bool = False
+    #: the level this one is filled from (a hierarchy's levels; None: DRAM, or two-level configs)
+    parent: str | None = None
 
     @property
     def is_dram(self) -> bool:
@@ -60,6 +64,8 @@ class Accelerator:
     compute_name: str = ""
     other_units: tuple[tuple[str, ComputeUnit], ...] = ()
     rules: tuple[AssignRule, ...] = ()
+    #: built from ``memory.levels``: priced by the loop-nest model (hwsim/mapping/loopnest.py)
+    hierarchy: bool = False
 
     @property
     def clock_mhz(self) -> float:
@@ -116,6 +122,19 @@ class Accelerator:
             raise ConfigError(f"{len(problems)} layer(s) cannot run on their compute unit; "
                               f"change the layer formats or {hint}:\n  " + "\n  ".join(problems))
         return chosen
+
+    def chain(self, operand: str) -> tuple[MemoryLevel, ...]:
+        """The levels holding `operand`, outermost (DRAM) first: its path to the array."""
+        by_name = {level.name: level for level in self.buffers}
+
+        def depth(level: MemoryLevel) -> int:
+            count = 0
+            while level.parent in by_name:
+                level, count = by_name[level.parent], count + 1
+            return count
+
+        held = [level for level in self.buffers if operand in level.holds]
+        return (self.dram, *sorted(held, key=depth))
 
     def buffer_for(self, operand: str) -> MemoryLevel:
         """The on-chip buffer that holds `operand` ("ifmap", "filter" or "ofmap")."""

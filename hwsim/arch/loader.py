@@ -26,14 +26,25 @@ for commented examples)::
            format: <family>, act_format: <family>}   # weight / activation number-format
                                    # family, one registered in quant.formats ("int", "binary",
                                    # "apot", ...)
-    memory:
+    memory:                        # two levels (SCALE-Sim style; hwsim/cost/traffic.py) ...
       dram:   {bandwidth_bytes_per_cycle, access_bits, read_energy_pj, write_energy_pj}
       buffers:
         <name>: {holds: [ifmap|filter|ofmap, ...], size_bytes, bandwidth_bytes_per_cycle,
                  access_bits, read_energy_pj, write_energy_pj}
+    memory:                        # ... or a hierarchy of any depth (loop-nest model,
+      levels:                      # hwsim/mapping/loopnest.py), outermost first
+        dram: {bandwidth_bytes_per_cycle, access_bits, read_energy_pj, write_energy_pj}
+        <name>: {holds: [...], size_bytes, bandwidth_bytes_per_cycle, access_bits,
+                 read_energy_pj, write_energy_pj,
+                 per_pe: bool,     # one instance in every PE (size_bytes each); default false
+                 parent: <level>}  # the level it is filled from; default: the one listed above
 
-Energies are pJ per access of `access_bits` bits. Every operand must be held by exactly one
-buffer.
+Energies are pJ per access of `access_bits` bits. With ``buffers``, every operand must be held
+by exactly one buffer. With ``levels``, the first level is DRAM (it holds every operand); every
+other level holds at least one operand; following ``parent`` from any level reaches DRAM without
+a cycle; each operand's levels lie on one path to DRAM (its chain, innermost first), with at
+least one on-chip level; a per-PE level is never the parent of a shared one. A hierarchy needs a
+compute unit whose cycles come from the mapping (kind ``spatial_array``).
 
 Bounds (every number is finite; see hwsim/arch/schema.py): clock_mhz 0.001 .. 1e6; integer
 counts (rows, cols, lanes, pe, ...) 1 .. 2^31; bit widths (``*_bits``) 1 .. 256; size_bytes
@@ -54,6 +65,7 @@ is torch-free and is imported only when a rule names a format.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -64,7 +76,7 @@ from hwsim.arch.overrides import FLAG, apply_overrides
 from hwsim.arch.scalesim_cfg import cfg_to_raw
 from hwsim.arch.schema import (Field, check_section, format_name, join_path, list_of,
                                list_of_patterns, load_yaml, multiple_of_8, non_negative_number,
-                               one_of, positive_int, positive_number, text)
+                               one_of, positive_int, positive_number, show, text)
 from hwsim.arch.units import COMMON_UNIT_FIELDS, UNIT_KINDS
 from hwsim.errors import ConfigError
 from hwsim.textfile import read_text
@@ -94,6 +106,12 @@ PORT_FIELDS = (_bandwidth("bandwidth_bytes_per_cycle"),
                non_negative_number("read_energy_pj"), non_negative_number("write_energy_pj"))
 BUFFER_FIELDS = (list_of("holds", OPERANDS), positive_int("size_bytes", maximum=MAX_SIZE_BYTES),
                  *PORT_FIELDS)
+LEVEL_FIELDS = (*BUFFER_FIELDS,
+                Field("per_pe", "true or false", lambda v: isinstance(v, bool), required=False,
+                      default=False),
+                text("parent", required=False, default=None))
+#: unit kinds whose cycles come from the mapping: the ones a memory hierarchy can drive
+MAPPED_KINDS = ("spatial_array",)
 YAML_SUFFIXES = (".yaml", ".yml")
 CFG_SUFFIXES = (".cfg",)
 
@@ -213,9 +231,22 @@ def _validate(raw: Any, errors: list[str]) -> dict[str, Any]:
     if memory_raw is None:
         _missing(errors, "memory")
         return {}
-    check_section(memory_raw, (), "memory", errors, extra_ok=("dram", "buffers"))
+    check_section(memory_raw, (), "memory", errors, extra_ok=("dram", "buffers", "levels"))
     if not isinstance(memory_raw, dict):
         return {}
+    if "levels" in memory_raw:
+        if "dram" in memory_raw or "buffers" in memory_raw:
+            errors.append("memory: give either 'levels' (a hierarchy) or 'dram' and 'buffers', "
+                          "not both")
+            return {}
+        levels = _validate_levels(memory_raw["levels"], errors)
+        for name, unit in units.items():
+            if unit.get("kind") is not None and unit.get("kind") not in MAPPED_KINDS:
+                where = f"units.{name}.kind" if name else "compute.kind"
+                errors.append(f"{where}: a memory hierarchy (memory.levels) needs a unit whose "
+                              f"cycles come from the mapping, one of {list(MAPPED_KINDS)}; got "
+                              f"{unit.get('kind')!r}")
+        return {"top": top, "units": units, "assign": assignment, "levels": levels}
     if memory_raw.get("dram") is None:
         dram = _missing(errors, "memory.dram")
     else:
@@ -239,6 +270,62 @@ def _validate(raw: Any, errors: list[str]) -> dict[str, Any]:
     return {"top": top, "units": units, "assign": assignment, "dram": dram, "buffers": buffers}
 
 
+def _validate_levels(raw: Any, errors: list[str]) -> dict[str, dict[str, Any]]:
+    """``memory.levels``: DRAM first, then the on-chip levels (see the module docstring)."""
+    if not isinstance(raw, dict) or len(raw) < 2:
+        errors.append(f"memory.levels: expected a mapping of level name -> level, DRAM first "
+                      f"and at least one on-chip level, got {show(raw)}")
+        return {}
+    names = [str(n) for n in raw]
+    levels: dict[str, dict[str, Any]] = {}
+    for i, (name, level_raw) in enumerate(raw.items()):
+        where = join_path("memory.levels", str(name))
+        if i == 0:
+            levels[str(name)] = check_section(level_raw, PORT_FIELDS, where, errors)
+            continue
+        values = check_section(level_raw, LEVEL_FIELDS, where, errors)
+        if values.get("parent") is None:
+            values["parent"] = names[i - 1]
+        elif values["parent"] not in names or values["parent"] == str(name):
+            errors.append(f"{where}.parent: expected another level, one of "
+                          f"{[n for n in names if n != str(name)]}, got {values['parent']!r}")
+            values["parent"] = None
+        levels[str(name)] = values
+    if any(v.get("parent") is None for n, v in levels.items() if n != names[0]):
+        return levels
+    dram = names[0]
+    for name in names[1:]:  # every level reaches DRAM without a cycle
+        path = [name]
+        while path[-1] != dram:
+            nxt = levels[path[-1]].get("parent")
+            if nxt in path:
+                errors.append(f"memory.levels.{name}.parent: the levels form a cycle: "
+                              f"{' -> '.join(path + [nxt])}")
+                return levels
+            path.append(nxt)
+    def ancestors(name: str) -> list[str]:
+        out = []
+        while name != dram:
+            name = levels[name]["parent"]
+            out.append(name)
+        return out
+    for name in names[1:]:
+        parent = levels[name]["parent"]
+        if parent != dram and levels[parent].get("per_pe") and not levels[name].get("per_pe"):
+            errors.append(f"memory.levels.{name}.parent: {parent!r} is a per-PE level; a shared "
+                          f"level cannot be filled from inside a PE")
+    for operand in OPERANDS:
+        held = [n for n in names[1:] if operand in (levels[n].get("holds") or [])]
+        if not held and all("holds" in levels[n] for n in names[1:]):
+            errors.append(f"memory.levels: operand {operand!r} is held by no on-chip level; "
+                          f"expected at least one")
+        for a, b in itertools.combinations(held, 2):
+            if a not in ancestors(b) and b not in ancestors(a):
+                errors.append(f"memory.levels: operand {operand!r} is held by {a!r} and {b!r}, "
+                              f"which are not on one path to {dram!r}")
+    return levels
+
+
 def _missing(errors: list[str], path: str) -> dict[str, Any]:
     errors.append(f"{path}: missing; expected a mapping")
     return {}
@@ -253,6 +340,14 @@ def _build(values: dict[str, Any], source: str) -> Accelerator:
                              weight_bits=r["weight_bits"], format=r["format"],
                              act_format=r["act_format"])
                   for r in (assignment["rules"] if assignment else []))
+    if "levels" in values:
+        dram, buffers = _build_levels(values["levels"])
+        top = values["top"]
+        return Accelerator(name=top["name"], clock_hz=float(top["clock_mhz"]) * 1e6,
+                           compute=units[default], dram=dram, buffers=buffers, source=source,
+                           compute_name=default,
+                           other_units=tuple((n, u) for n, u in units.items() if n != default),
+                           rules=rules, hierarchy=True)
     d = values["dram"]
     dram = MemoryLevel(name="dram", size_bytes=None,
                        bandwidth_bytes_per_cycle=_bytes_per_cycle(d["bandwidth_bytes_per_cycle"]),
@@ -271,6 +366,23 @@ def _build(values: dict[str, Any], source: str) -> Accelerator:
                        compute_name=default,
                        other_units=tuple((n, u) for n, u in units.items() if n != default),
                        rules=rules)
+
+
+def _build_levels(levels: dict[str, dict[str, Any]]) -> tuple[MemoryLevel, tuple[MemoryLevel, ...]]:
+    names = list(levels)
+    d = levels[names[0]]
+    dram = MemoryLevel(name=names[0], size_bytes=None,
+                       bandwidth_bytes_per_cycle=_bytes_per_cycle(d["bandwidth_bytes_per_cycle"]),
+                       access_bits=d["access_bits"], read_energy_pj=float(d["read_energy_pj"]),
+                       write_energy_pj=float(d["write_energy_pj"]), holds=OPERANDS)
+    on_chip = tuple(
+        MemoryLevel(name=name, size_bytes=b["size_bytes"],
+                    bandwidth_bytes_per_cycle=_bytes_per_cycle(b["bandwidth_bytes_per_cycle"]),
+                    access_bits=b["access_bits"], read_energy_pj=float(b["read_energy_pj"]),
+                    write_energy_pj=float(b["write_energy_pj"]), holds=tuple(b["holds"]),
+                    per_pe=bool(b["per_pe"]), parent=b["parent"])
+        for name, b in list(levels.items())[1:])
+    return dram, on_chip
 
 
 def _bytes_per_cycle(value: Any) -> float:

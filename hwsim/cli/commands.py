@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from hwsim.cli.main import N_EVAL_IMAGES, RANDOM_WEIGHTS_NOTE, ZOO_WEIGHTS
 from hwsim.cli.output import (check_output_path, describe_os_error, print_summary,
-                              print_table, print_written, save_results)
+                              print_table, print_written, save_results, write_text)
 from hwsim.errors import HwsimError
 
 COST_COLUMNS = ["name", "unit", "weight_bits", "act_bits", "macs", "compute_cycles", "stall_cycles", "total_cycles",
@@ -52,6 +52,7 @@ def check_input_file(flag: str, path: str, what: str) -> None:
 def _check_outputs(args: argparse.Namespace) -> None:
     check_output_path("--csv", args.csv)
     check_output_path("--json", args.json)
+    check_output_path("--mapping-out", getattr(args, "mapping_out", None))
     if getattr(args, "save_program", None) is not None:
         check_output_path("--save-program", args.save_program)
         base = Path(args.save_program)
@@ -72,10 +73,25 @@ def _cost_and_report(args, accel, layers, default_convention: str, title: str) -
     from hwsim.cost import cost_network
 
     convention = args.convention or default_convention
-    result = cost_network(accel, layers, convention=convention)
+    mappings = None
+    if args.mapping is not None:
+        from hwsim.mapping.files import load_mappings
+
+        check_input_file("--mapping", args.mapping, "a mapping file (YAML or JSON)")
+        mappings = load_mappings(args.mapping, [layer.name for layer in layers])
+    result = cost_network(accel, layers, convention=convention, mappings=mappings,
+                          objective=args.objective, source=str(args.mapping or "<mappings>"))
     summary = {"accelerator": accel.name, "layers": len(layers), "convention": convention,
-               **result.totals()}
+               "objective": args.objective, **result.totals()}
     written = save_results(result.per_layer, summary, csv_path=args.csv, json_path=args.json)
+    if args.mapping_out is not None:
+        from hwsim.mapping.files import dump_mappings, mappings_document
+
+        document = mappings_document(accel.name, args.objective,
+                                     [layer.name for layer in layers], result.mappings())
+        write_text("--mapping-out", args.mapping_out,
+                   dump_mappings(document, Path(args.mapping_out).suffix))
+        written.append(str(args.mapping_out))
     if not _quiet(args):
         print_table(result.per_layer, COST_COLUMNS)
     print_summary(title, summary)

@@ -158,6 +158,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "weight_bits, act_bits, weight_format, act_format); applied after "
                              "--bits/--act-bits/--weight-format")
 
+    def mapping(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--objective", choices=["latency", "energy", "edp"], default="energy",
+                        help="what the mapper minimizes per layer (default: energy)")
+        sp.add_argument("--mapping", metavar="FILE", default=None,
+                        help="mappings to use (YAML/JSON: layer names or globs -> loop_order, "
+                             "dataflow, tiles_bytes), e.g. an edited --mapping-out file; other "
+                             "layers are mapped by the mapper")
+        sp.add_argument("--mapping-out", metavar="FILE", default=None,
+                        help="write the mapping of every layer (YAML, or JSON for a .json name)")
+
     def images(sp: argparse.ArgumentParser, what: str) -> None:
         sp.add_argument("--images", type=_int_in(1), default=None, metavar="N",
                         help=f"verify on the first N {what}")
@@ -187,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch", type=_int_in(1), default=1, metavar="N",
                     help="batch size: every layer is costed for N inputs (default 1)")
     precision(sp)
+    mapping(sp)
     outputs(sp)
 
     sp = command("cost", "cost a SCALE-Sim topology CSV on an accelerator")
@@ -194,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--topology", required=True, metavar="CSV",
                     help="SCALE-Sim topology file (one conv/GEMM layer per row)")
     precision(sp)
+    mapping(sp)
     outputs(sp)
 
     real = [m for m in ZOO_MODELS if not ZOO_WEIGHTS.get(m, "").startswith("random")]

@@ -53,6 +53,19 @@ def accesses(bytes_moved: np.ndarray, access_bits: int) -> np.ndarray:
     return 8 * whole + -(-(8 * rest) // access_bits)
 
 
+def compute_energy_pj(counts: dict[str, np.ndarray], table: EnergyTable) -> np.ndarray:
+    """Compute energy per layer: the sum over the unit's actions of count x pJ (``mac`` first,
+    then ``action_pj`` in order), pJ. `counts` must have at least one action."""
+    terms = [counts["mac"] * table.mac_pj] if "mac" in counts else []
+    terms += [counts[action] * pj for action, pj in table.action_pj.items()]
+    if not terms:
+        raise ValueError("compute_energy_pj: the unit counted no actions")
+    compute = terms[0]
+    for term in terms[1:]:
+        compute = compute + term
+    return compute
+
+
 def energy_pj(counts: dict[str, np.ndarray], table: EnergyTable) -> dict[str, np.ndarray]:
     """Energy per layer from action counts.
 
@@ -61,15 +74,7 @@ def energy_pj(counts: dict[str, np.ndarray], table: EnergyTable) -> dict[str, np
     actions of count x pJ, ``mac`` first, then ``action_pj`` in order) and one entry per level,
     in pJ.
     """
-    terms = [counts["mac"] * table.mac_pj] if "mac" in counts else []
-    terms += [counts[action] * pj for action, pj in table.action_pj.items()]
-    if not terms:
-        some_level = next(iter(table.read_pj))
-        terms = [np.zeros(np.shape(counts[f"{some_level}_read"]))]
-    compute = terms[0]
-    for term in terms[1:]:
-        compute = compute + term
-    out = {"compute": compute}
+    out = {"compute": compute_energy_pj(counts, table)}
     for level in table.read_pj:
         out[level] = (counts[f"{level}_read"] * table.read_pj[level]
                       + counts[f"{level}_write"] * table.write_pj[level])

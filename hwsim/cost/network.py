@@ -20,7 +20,7 @@ float64 and finite; network totals are summed in Python integers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -28,11 +28,13 @@ import pandas as pd
 
 from hwsim.arch.accelerator import Accelerator
 from hwsim.arch.units import ComputeUnit
-from hwsim.cost.energy import EnergyTable, accesses, energy_pj
+from hwsim.cost.energy import EnergyTable, accesses, compute_energy_pj
 from hwsim.cost.layer_table import LayerTable
 from hwsim.cost.result import LayerCosts, LevelCosts, merge_layer_costs
-from hwsim.cost.traffic import memory_traffic, transfer_cycles
-from hwsim.errors import WorkloadError
+from hwsim.cost.traffic import ArrayTraffic, array_traffic, memory_traffic, transfer_cycles
+from hwsim.mapping.buffers import (DEFAULT_OBJECTIVE, BufferColumns, BufferMapping,
+                                   candidate_columns, given_columns, objective_values)
+from hwsim.errors import ConfigError, WorkloadError
 from hwsim.workloads.layer import LayerShape
 
 
@@ -43,14 +45,44 @@ MAX_COUNT = 2**53
 _FLOAT_COLUMNS = ("latency_s", "peak_macs_per_cycle", "utilization")
 
 
-def unit_costs(accel: Accelerator, unit_name: str, table: LayerTable) -> LayerCosts:
+def unit_costs(accel: Accelerator, unit_name: str, table: LayerTable, *,
+               mapping: GivenMappings | None = None, objective: str = DEFAULT_OBJECTIVE,
+               unit: ComputeUnit | None = None) -> LayerCosts:
     """Costs of `table` with every layer on unit `unit_name` (not checked against the unit's
     `supports`: the callers route and check), after checking in float64 that every figure is
-    representable (see the module docstring)."""
-    unit = accel.unit(unit_name)
-    _check_representable(_figures(accel, unit_name, unit, table.as_float()).columns(), table,
-                         unit)
-    return _figures(accel, unit_name, unit, table)
+    representable (see the module docstring). Rows with a given mapping (`mapping`) use it; the
+    others are mapped by the default mapper for `objective` (hwsim/mapping/buffers.py). `unit`
+    replaces the named unit (e.g. with another dataflow)."""
+    unit = unit or accel.unit(unit_name)
+    candidates = _candidates(accel, len(table), mapping)
+    _check_representable(_figures(accel, unit_name, unit, table.as_float(), candidates,
+                                  objective).columns(), table, unit)
+    return _figures(accel, unit_name, unit, table, candidates, objective)
+
+
+@dataclass(frozen=True)
+class GivenMappings:
+    """Mappings given for some rows: `columns` (valid where `given`) and the row mask."""
+
+    columns: BufferColumns
+    given: np.ndarray
+
+    def take(self, rows: np.ndarray) -> "GivenMappings":
+        return GivenMappings(self.columns.take(rows), self.given[rows])
+
+
+def _candidates(accel: Accelerator, n_rows: int,
+                mapping: GivenMappings | None) -> list[BufferColumns]:
+    """The default mapper's candidates, with the given mappings in place on their rows."""
+    if mapping is not None and mapping.given.all():
+        return [mapping.columns]
+    search = candidate_columns(accel, n_rows)
+    if mapping is None or not mapping.given.any():
+        return search
+    given, cols = mapping.given, mapping.columns
+    return [BufferColumns(np.where(given, cols.filter_outer, c.filter_outer),
+                          {op: np.where(given, cols.tile_bytes[op], c.tile_bytes[op])
+                           for op in c.tile_bytes}) for c in search]
 
 
 def _check_representable(cols: dict[str, np.ndarray], table: LayerTable,
@@ -102,34 +134,36 @@ def _provenance(accel: Accelerator, unit_name: str, unit: ComputeUnit) -> dict[s
     return {figure: {unit_name: text} for figure, text in figures.items()}
 
 
-def _figures(accel: Accelerator, unit_name: str, unit: ComputeUnit,
-             table: LayerTable) -> LayerCosts:
+def _figures(accel: Accelerator, unit_name: str, unit: ComputeUnit, table: LayerTable,
+             candidates: list[BufferColumns], objective: str) -> LayerCosts:
     """The costs: int64 counts for an int64 table, or their float64 estimates for the float64
-    copy (`LayerTable.as_float`) -- the same formulas either way."""
-    traffic = memory_traffic(accel, table, unit)
-    passes = traffic.passes
+    copy (`LayerTable.as_float`) -- the same formulas either way. Compute figures do not depend
+    on the mapping; memory figures are evaluated for every candidate mapping and each row keeps
+    its best candidate for `objective` (the first on a tie)."""
+    passes = unit.bit_passes(table.operands)
     macs = table.macs
     ops = table.operands
     gemm = table.gemm
     compute = table.groups * passes * unit.compute_cycles(gemm, ops)
-    moving = transfer_cycles(accel, traffic)
-    bound = np.ceil(np.max(np.stack(list(moving.values())), axis=0))
-    if compute.dtype.kind == "i":  # exact: the float64 pass checked that every figure fits
-        bound = bound.astype(np.int64)
-    total = np.maximum(compute, bound)
-
-    energies = EnergyTable.for_accelerator(accel, unit)
     actions = unit.action_counts(gemm, passes, ops)
-    counts: dict[str, np.ndarray] = dict(actions)
-    for level in accel.levels:
-        counts[f"{level.name}_read"] = accesses(traffic.reads[level.name], level.access_bits)
-        counts[f"{level.name}_write"] = accesses(traffic.writes[level.name], level.access_bits)
-    energy = energy_pj(counts, energies)
     per_action = dict(unit.action_energies_pj())
-    levels = {level.name: LevelCosts(
-        read_bytes=traffic.reads[level.name], write_bytes=traffic.writes[level.name],
-        read_accesses=counts[f"{level.name}_read"], write_accesses=counts[f"{level.name}_write"],
-        energy_pj=energy[level.name]) for level in accel.levels}
+    action_energy = {a: c * per_action.get(a, 0.0) for a, c in actions.items()}
+    energy_compute = compute_energy_pj(actions, EnergyTable.for_accelerator(accel, unit))
+
+    array = array_traffic(table, unit)
+    options = [_memory_figures(accel, unit, table, cand, compute, energy_compute, array)
+               for cand in candidates]
+    if len(options) == 1:
+        best = options[0]
+        chosen_columns = candidates[0]
+    else:
+        scores = np.stack([objective_values(objective, o.total, o.energy_total) for o in options])
+        pick = np.argmin(scores, axis=0)
+        best = _select(options, pick)
+        chosen_columns = BufferColumns(
+            _choose(pick, [c.filter_outer for c in candidates]),
+            {op: _choose(pick, [c.tile_bytes[op] for c in candidates])
+             for op in candidates[0].tile_bytes})
     # The peak is the unit's at the layer's operand widths (a fused array at 2 bits has 16x the
     # parallelism of 8 bits), so a narrow layer that does not fill it shows low utilization.
     # Useful MACs per peak MAC-cycle is at most 1 except on a 1x1 output-stationary array, where
@@ -138,28 +172,111 @@ def _figures(accel: Accelerator, unit_name: str, unit: ComputeUnit,
     peak = unit.peak_macs_per_cycle(ops)
     return LayerCosts(
         names=table.names, unit=np.full(len(table), unit_name), macs=macs, passes=passes,
-        compute_cycles=compute, stall_cycles=total - compute, total_cycles=total,
-        latency_s=total / accel.clock_hz, actions=actions,
-        action_energy_pj={a: c * per_action.get(a, 0.0) for a, c in actions.items()},
-        levels=levels, energy_compute_pj=energy["compute"],
-        energy_total_pj=sum(energy.values()), peak_macs_per_cycle=peak,
+        compute_cycles=compute, stall_cycles=best.total - compute, total_cycles=best.total,
+        latency_s=best.total / accel.clock_hz, actions=actions, action_energy_pj=action_energy,
+        levels=best.levels, energy_compute_pj=energy_compute,
+        energy_total_pj=best.energy_total, peak_macs_per_cycle=peak,
         utilization=macs / (np.maximum(compute, 1).astype(np.float64) * peak),
-        provenance=_provenance(accel, unit_name, unit))
+        provenance=_provenance(accel, unit_name, unit),
+        mapping=chosen_columns, dataflow=np.full(len(table), getattr(unit, "dataflow", None),
+                                                 dtype=object))
 
 
-def cost_table(accel: Accelerator, table: LayerTable) -> LayerCosts:
+@dataclass(frozen=True)
+class _MemoryFigures:
+    total: np.ndarray
+    energy_total: np.ndarray
+    levels: dict[str, LevelCosts]
+
+
+def _memory_figures(accel: Accelerator, unit: ComputeUnit, table: LayerTable,
+                    columns: BufferColumns, compute: np.ndarray, energy_compute: np.ndarray,
+                    array: ArrayTraffic) -> _MemoryFigures:
+    """Traffic, accesses and energy per level, and the total cycles, under one mapping."""
+    traffic = memory_traffic(accel, table, unit, columns, array)
+    moving = transfer_cycles(accel, traffic)
+    bound = np.ceil(np.max(np.stack(list(moving.values())), axis=0))
+    if compute.dtype.kind == "i":  # exact: the float64 pass checked that every figure fits
+        bound = bound.astype(np.int64)
+    total = np.maximum(compute, bound)
+    levels = {}
+    energy_total = energy_compute
+    for level in accel.levels:
+        reads = accesses(traffic.reads[level.name], level.access_bits)
+        writes = accesses(traffic.writes[level.name], level.access_bits)
+        energy = reads * level.read_energy_pj + writes * level.write_energy_pj
+        levels[level.name] = LevelCosts(traffic.reads[level.name], traffic.writes[level.name],
+                                        reads, writes, energy)
+        energy_total = energy_total + energy
+    return _MemoryFigures(total, energy_total, levels)
+
+
+def _choose(pick: np.ndarray, arrays: list[np.ndarray]) -> np.ndarray:
+    """``arrays[pick[i]][i]`` per row (np.where chains: faster than np.choose for a few)."""
+    out = arrays[0]
+    for k in range(1, len(arrays)):
+        out = np.where(pick == k, arrays[k], out)
+    return out
+
+
+def _select(options: list[_MemoryFigures], pick: np.ndarray) -> _MemoryFigures:
+    levels = {name: LevelCosts(*(_choose(pick, [getattr(o.levels[name], f) for o in options])
+                                 for f in ("read_bytes", "write_bytes", "read_accesses",
+                                           "write_accesses", "energy_pj")))
+              for name in options[0].levels}
+    return _MemoryFigures(_choose(pick, [o.total for o in options]),
+                          _choose(pick, [o.energy_total for o in options]), levels)
+
+
+def cost_table(accel: Accelerator, table: LayerTable, *,
+               mappings: Sequence[BufferMapping | None] | None = None,
+               objective: str = DEFAULT_OBJECTIVE, source: str = "<mappings>") -> LayerCosts:
     """Price every layer of `table` on the unit the accelerator's assignment gives it
     (`Accelerator.layer_units`; raises `ConfigError` for a layer its unit cannot run): the
-    allocator's hot path (numpy only, no DataFrame). See `LayerCosts` for the figures."""
+    allocator's hot path (numpy only, no DataFrame). See `LayerCosts` for the figures.
+
+    `mappings` (one per row, None for "search") fixes layers' mappings; the other layers are
+    mapped by the default mapper for `objective` ("latency", "energy" or "edp"; see
+    hwsim/mapping/buffers.py). `source` names where the mappings came from, for errors."""
+    objective_values(objective, np.zeros(1), np.zeros(1))  # validates the name
     chosen = accel.layer_units(table.names, table.operands)
-    used = [name for name in accel.units if (chosen == name).any()]
-    if len(used) == 1:
-        return unit_costs(accel, used[0], table)
+    given = None
+    dataflows = np.full(len(table), None, dtype=object)
+    if mappings is not None:
+        if len(mappings) != len(table):
+            raise ConfigError(f"{source}: {len(mappings)} mappings for {len(table)} layers")
+        rows = [i for i, m in enumerate(mappings) if m is not None]
+        mask = np.zeros(len(table), dtype=bool)
+        mask[rows] = True
+        columns = given_columns(accel, [mappings[i] or BufferMapping() for i in
+                                        range(len(table))], table.names, source)
+        given = GivenMappings(columns, mask)
+        for i in rows:
+            dataflows[i] = mappings[i].dataflow
     parts = []
-    for name in used:
-        rows = np.flatnonzero(chosen == name)
-        parts.append((rows, unit_costs(accel, name, table.take(rows))))
+    for name in [n for n in accel.units if (chosen == n).any()]:
+        unit = accel.unit(name)
+        rows_of_unit = np.flatnonzero(chosen == name)
+        for dataflow in dict.fromkeys(dataflows[rows_of_unit].tolist()):
+            rows = rows_of_unit[np.array([d == dataflow for d in dataflows[rows_of_unit]],
+                                         dtype=bool)]
+            variant = _with_dataflow(unit, name, dataflow, table.names[rows[0]], source)
+            sub = table if len(rows) == len(table) else table.take(rows)
+            parts.append((rows, unit_costs(accel, name, sub, unit=variant, objective=objective,
+                                           mapping=None if given is None else
+                                           given.take(rows))))
     return merge_layer_costs(parts, table.names)
+
+
+def _with_dataflow(unit: ComputeUnit, name: str, dataflow: str | None, layer: str,
+                   source: str) -> ComputeUnit:
+    """`unit` running `dataflow` (None: its own); a unit without dataflows refuses one."""
+    if dataflow is None or dataflow == getattr(unit, "dataflow", None):
+        return unit
+    if not hasattr(unit, "dataflow"):
+        raise ConfigError(f"{source}: layer {layer!r}: dataflow {dataflow!r}: unit {name!r} "
+                          f"({unit.kind}) has no dataflows; remove the field")
+    return replace(unit, dataflow=dataflow)
 
 
 @dataclass(frozen=True)
@@ -199,6 +316,10 @@ class NetworkCost:
             "total_cycles", "latency_s", "energy_compute_pj", "energy_total_pj", "dram_bytes",
             "utilization")}
 
+    def mappings(self) -> list[BufferMapping | None]:
+        """The mapping each layer ran under, in layer order."""
+        return [self.layers.mapping_of(i) for i in range(len(self.layers))]
+
     def energy_by_level_pj(self) -> dict[str, float]:
         """Total energy per memory level plus "compute", in pJ."""
         layers = self.layers
@@ -212,12 +333,18 @@ class NetworkCost:
 
 
 def cost_network(accel: Accelerator, layers: Sequence[LayerShape], *,
-                 convention: str = "torch") -> NetworkCost:
+                 convention: str = "torch",
+                 mappings: Sequence[BufferMapping | None] | None = None,
+                 objective: str = DEFAULT_OBJECTIVE, source: str = "<mappings>") -> NetworkCost:
     """Price `layers`, run in order on `accel`. `convention` sets output sizes ("torch" pads,
-    "scalesim" takes the input as already padded)."""
+    "scalesim" takes the input as already padded). `mappings` (one per layer, None: search) and
+    `objective` are as for `cost_table`; `NetworkCost.mappings()` gives the mapping each layer
+    ran under."""
     table = LayerTable.from_layers(layers, convention)
-    costs = cost_table(accel, table)
+    costs = cost_table(accel, table, mappings=mappings, objective=objective, source=source)
     cols = costs.columns()
+    if costs.mapping is not None:
+        cols["loop_order"] = np.where(costs.mapping.filter_outer, "filter_outer", "ifmap_outer")
     frame = pd.DataFrame({"name": list(table.names), "kind": list(table.kinds),
                           "weight_format": list(table.weight_format),
                           "act_format": list(table.act_format),

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hwsim.mapping.buffers import BufferColumns, BufferMapping, mapping_of
+
 
 @dataclass(frozen=True)
 class LevelCosts:
@@ -62,6 +64,16 @@ class LayerCosts:
     peak_macs_per_cycle: np.ndarray
     utilization: np.ndarray
     provenance: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: the mapping each layer ran under (two-level model) and the dataflow of its unit
+    mapping: BufferColumns | None = None
+    dataflow: np.ndarray | None = None
+
+    def mapping_of(self, row: int) -> BufferMapping | None:
+        """The mapping value of layer `row` (None if the model has none)."""
+        if self.mapping is None:
+            return None
+        dataflow = self.dataflow[row] if self.dataflow is not None else None
+        return mapping_of(self.mapping, row, dataflow)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -108,7 +120,9 @@ class LayerCosts:
             energy_compute_pj=self.energy_compute_pj[idx],
             energy_total_pj=self.energy_total_pj[idx],
             peak_macs_per_cycle=self.peak_macs_per_cycle[idx], utilization=self.utilization[idx],
-            provenance=self.provenance)
+            provenance=self.provenance,
+            mapping=self.mapping.take(idx) if self.mapping is not None else None,
+            dataflow=self.dataflow[idx] if self.dataflow is not None else None)
 
 
 def merge_layer_costs(parts: list[tuple[np.ndarray, LayerCosts]], names: tuple[str, ...]) -> LayerCosts:
@@ -143,6 +157,17 @@ def merge_layer_costs(parts: list[tuple[np.ndarray, LayerCosts]], names: tuple[s
         return merged
 
     first = parts[0][1]
+    mapping = None
+    if all(cost.mapping is not None for _, cost in parts):
+        mapping = BufferColumns(
+            gather(lambda c: c.mapping.filter_outer),
+            {op: gather(lambda c, op=op: c.mapping.tile_bytes[op])
+             for op in first.mapping.tile_bytes})
+    dataflow = None
+    if all(cost.dataflow is not None for _, cost in parts):
+        dataflow = np.empty(n, dtype=object)
+        for rows, cost in parts:
+            dataflow[rows] = cost.dataflow
     levels = {name: LevelCosts(*(gather(lambda c, f=f, name=name: getattr(c.levels[name], f))
                                  for f in _LEVEL_FIELDS)) for name in first.levels}
     provenance: dict[str, dict[str, str]] = {}
@@ -159,4 +184,5 @@ def merge_layer_costs(parts: list[tuple[np.ndarray, LayerCosts]], names: tuple[s
         energy_compute_pj=gather(lambda c: c.energy_compute_pj),
         energy_total_pj=gather(lambda c: c.energy_total_pj),
         peak_macs_per_cycle=gather(lambda c: c.peak_macs_per_cycle),
-        utilization=gather(lambda c: c.utilization), provenance=provenance)
+        utilization=gather(lambda c: c.utilization), provenance=provenance, mapping=mapping,
+        dataflow=dataflow)

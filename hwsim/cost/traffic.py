@@ -5,13 +5,16 @@ Model (documented here, tested in tests/test_cost_traffic.py):
 DRAM <-> buffers (one fetch per tile):
   Operand sizes are ``ceil(elements * bits / 8)`` at the layer's code widths (`act_bits`,
   `weight_bits`: a 4-bit APoT weight moves as 4 bits, whatever its decoded integer level);
-  the input is unpadded (padding is made on chip), outputs leave at ``act_bits``. Each operand
-  may use its buffer's capacity (a buffer holding n operands gives each 1/n). If ifmap or filters fit, both are read from DRAM once. Otherwise the
-  cheaper of two loop orders is taken: keep filter chunks resident and re-stream the ifmap once
-  per chunk (``W + ceil(W/cap_filter) * I``), or keep ifmap chunks resident and re-stream the
-  filters (``I + ceil(I/cap_ifmap) * W``). Outputs are written once.
+  the input is unpadded (padding is made on chip), outputs leave at ``act_bits``. The layer's
+  mapping (`BufferColumns`; hwsim/mapping/buffers.py for the per-layer value) gives each operand
+  a resident tile (by default an even share of its buffer: a buffer holding n operands gives
+  each 1/n) and a loop order. If the ifmap or the filters fit their tile, both are read from
+  DRAM once. Otherwise the loop order decides: filters outer keeps filter chunks resident and
+  re-streams the ifmap once per chunk (``W + ceil(W/tile_filter) * I``); ifmap outer keeps
+  ifmap chunks and re-streams the filters (``I + ceil(I/tile_ifmap) * W``). Without a mapping,
+  the order with fewer DRAM bytes is taken (filters outer on a tie). Outputs are written once.
   ws/is accumulate partial sums over ``ceil(t/rows)`` reduction folds; when the resident psum tile
-  (at ``acc_bits``) exceeds the ofmap buffer's capacity, every intermediate partial sum spills:
+  (at ``acc_bits``) exceeds the ofmap tile, every intermediate partial sum spills:
   written to and read back from DRAM.
 
 Buffers <-> array: the compute unit's `array_accesses` (element counts of one group's GEMM),
@@ -36,6 +39,7 @@ import numpy as np
 from hwsim.arch.accelerator import OPERANDS, Accelerator
 from hwsim.arch.units import ComputeUnit
 from hwsim.cost.layer_table import LayerTable
+from hwsim.mapping.buffers import BufferColumns, even_tiles
 
 
 #: Largest int64 value the loop-order comparison evaluates exactly (beyond: in float64).
@@ -62,45 +66,85 @@ class Traffic:
     passes: np.ndarray
 
 
-def memory_traffic(accel: Accelerator, table: LayerTable,
-                   unit: ComputeUnit | None = None) -> Traffic:
-    """Bytes read from and written to every memory level, per layer (see module docstring),
-    with every layer run on `unit` (default: the accelerator's default unit)."""
-    unit = unit or accel.compute
-    ifmap_b = bits_to_bytes(table.ifmap_elems, table.act_bits)
-    filter_b = bits_to_bytes(table.filter_elems, table.weight_bits)
-    ofmap_b = bits_to_bytes(table.ofmap_elems, table.act_bits)
+def operand_bytes(table: LayerTable) -> dict[str, np.ndarray]:
+    """Bytes of each operand as stored (ifmap unpadded, at the code widths)."""
+    return {"ifmap": bits_to_bytes(table.ifmap_elems, table.act_bits),
+            "filter": bits_to_bytes(table.filter_elems, table.weight_bits),
+            "ofmap": bits_to_bytes(table.ofmap_elems, table.act_bits)}
 
-    cap = {op: accel.buffer_for(op).capacity_per_operand_bytes() for op in OPERANDS}
-    n_filter_chunks = np.ceil(filter_b / cap["filter"]).astype(filter_b.dtype)
-    n_ifmap_chunks = np.ceil(ifmap_b / cap["ifmap"]).astype(ifmap_b.dtype)
-    filter_outer = _filter_outer_is_cheaper(ifmap_b, filter_b, n_ifmap_chunks, n_filter_chunks)
-    ifmap_dram = np.where(filter_outer, n_filter_chunks * ifmap_b, ifmap_b)
-    filter_dram = np.where(filter_outer, filter_b, n_ifmap_chunks * filter_b)
 
-    groups = table.groups
+def default_columns(accel: Accelerator, table: LayerTable) -> BufferColumns:
+    """Even buffer shares and, per layer, the loop order that reads fewer DRAM bytes (filters
+    outer on a tie): the closed-form choice, used when no mapping is given."""
+    tiles = even_tiles(accel, len(table))
+    sizes = operand_bytes(table)
+    n_filter = np.ceil(sizes["filter"] / tiles["filter"]).astype(sizes["filter"].dtype)
+    n_ifmap = np.ceil(sizes["ifmap"] / tiles["ifmap"]).astype(sizes["ifmap"].dtype)
+    outer = _filter_outer_is_cheaper(sizes["ifmap"], sizes["filter"], n_ifmap, n_filter)
+    return BufferColumns(np.asarray(outer, dtype=bool), tiles)
+
+
+@dataclass(frozen=True)
+class ArrayTraffic:
+    """Bytes between the buffers and the array per layer, which no two-level mapping changes:
+    ifmap / filter reads, output (or partial-sum) writes, partial-sum read-backs, and the
+    resident partial-sum tile (bytes) of dataflows whose outputs are partial."""
+
+    passes: np.ndarray
+    ifmap_reads: np.ndarray
+    filter_reads: np.ndarray
+    out_writes: np.ndarray
+    psum_reads: np.ndarray
+    psum_tile_bytes: np.ndarray | None
+
+
+def array_traffic(table: LayerTable, unit: ComputeUnit) -> ArrayTraffic:
+    """The unit's `array_accesses` times groups and bit passes, in bytes (module docstring)."""
     ops = table.operands
     acc = unit.array_accesses(table.gemm, ops)
     passes = unit.bit_passes(ops)
-    reps = groups * passes
-    out_reps = groups * unit.output_passes(passes)
-    acc_bits = unit.acc_bits
+    reps = table.groups * passes
+    out_reps = table.groups * unit.output_passes(passes)
     ifmap_bits, filter_bits = unit.array_operand_bits(ops)
-    array_ifmap = bits_to_bytes(reps * acc.ifmap_reads, ifmap_bits)
-    array_filter = bits_to_bytes(reps * acc.filter_reads, filter_bits)
-    array_out_writes = bits_to_bytes(out_reps * acc.ofmap_writes, acc_bits)
-    array_psum_reads = bits_to_bytes(out_reps * acc.psum_reads, acc_bits)
+    return ArrayTraffic(
+        passes=passes,
+        ifmap_reads=bits_to_bytes(reps * acc.ifmap_reads, ifmap_bits),
+        filter_reads=bits_to_bytes(reps * acc.filter_reads, filter_bits),
+        out_writes=bits_to_bytes(out_reps * acc.ofmap_writes, unit.acc_bits),
+        psum_reads=bits_to_bytes(out_reps * acc.psum_reads, unit.acc_bits),
+        psum_tile_bytes=(bits_to_bytes(acc.psum_tile_elems, unit.acc_bits)
+                         if acc.outputs_are_partial else None))
 
-    if acc.outputs_are_partial:
-        tile_b = bits_to_bytes(acc.psum_tile_elems, acc_bits)
-        spill = np.where(tile_b > cap["ofmap"], array_psum_reads, 0)
+
+def memory_traffic(accel: Accelerator, table: LayerTable, unit: ComputeUnit | None = None,
+                   mapping: BufferColumns | None = None,
+                   array: ArrayTraffic | None = None) -> Traffic:
+    """Bytes read from and written to every memory level, per layer (see module docstring),
+    with every layer run on `unit` (default: the accelerator's default unit) under `mapping`
+    (default: `default_columns`). `array` reuses an `array_traffic` of the same table and unit."""
+    unit = unit or accel.compute
+    mapping = mapping if mapping is not None else default_columns(accel, table)
+    array = array if array is not None else array_traffic(table, unit)
+    sizes = operand_bytes(table)
+    ifmap_b, filter_b, ofmap_b = sizes["ifmap"], sizes["filter"], sizes["ofmap"]
+    cap = mapping.tile_bytes
+    n_filter_chunks = np.ceil(filter_b / cap["filter"]).astype(filter_b.dtype)
+    n_ifmap_chunks = np.ceil(ifmap_b / cap["ifmap"]).astype(ifmap_b.dtype)
+    # If either operand fits its tile, both are read once whatever the order.
+    fits = (n_filter_chunks <= 1) | (n_ifmap_chunks <= 1)
+    filter_outer = mapping.filter_outer
+    ifmap_dram = np.where(fits | ~filter_outer, ifmap_b, n_filter_chunks * ifmap_b)
+    filter_dram = np.where(fits | filter_outer, filter_b, n_ifmap_chunks * filter_b)
+
+    if array.psum_tile_bytes is not None:
+        spill = np.where(array.psum_tile_bytes > cap["ofmap"], array.psum_reads, 0)
     else:
         spill = np.zeros_like(ofmap_b)
 
-    per_operand_reads = {"ifmap": array_ifmap, "filter": array_filter,
-                         "ofmap": array_psum_reads + ofmap_b + spill}
+    per_operand_reads = {"ifmap": array.ifmap_reads, "filter": array.filter_reads,
+                         "ofmap": array.psum_reads + ofmap_b + spill}
     per_operand_writes = {"ifmap": ifmap_dram, "filter": filter_dram,
-                          "ofmap": array_out_writes + spill}
+                          "ofmap": array.out_writes + spill}
     reads: dict[str, np.ndarray] = {"dram": ifmap_dram + filter_dram + spill}
     writes: dict[str, np.ndarray] = {"dram": ofmap_b + spill}
     for buffer in accel.buffers:
@@ -109,9 +153,9 @@ def memory_traffic(accel: Accelerator, table: LayerTable,
         writes[buffer.name] = sum((per_operand_writes[op] for op in buffer.holds),
                                   np.zeros_like(ofmap_b))
     return Traffic(
-        operand_bytes={"ifmap": ifmap_b, "filter": filter_b, "ofmap": ofmap_b},
+        operand_bytes=sizes,
         dram_reads_by_operand={"ifmap": ifmap_dram, "filter": filter_dram},
-        psum_spill_bytes=spill, reads=reads, writes=writes, passes=passes,
+        psum_spill_bytes=spill, reads=reads, writes=writes, passes=array.passes,
     )
 
 

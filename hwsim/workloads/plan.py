@@ -19,7 +19,6 @@ the workload is an error (a misspelled name must not be silently ignored).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -27,6 +26,7 @@ from hwsim.arch.schema import (MAX_BITS, Field, check_section, format_name, load
                                positive_int)
 from hwsim.errors import WorkloadError
 from hwsim.textfile import read_text
+from hwsim.workloads.globs import first_matches
 from hwsim.workloads.layer import LayerShape
 
 
@@ -56,31 +56,10 @@ class PrecisionPlan:
         """`layers` with each one's precision replaced by its first matching entry (or the
         default). Raises `WorkloadError` naming the file and every entry that matches no
         layer."""
-        applied = [False] * len(self.entries)
-        matched = [False] * len(self.entries)
-        out = []
-        for layer in layers:
-            hits = [i for i, (pattern, _) in enumerate(self.entries)
-                    if fnmatchcase(layer.name, pattern)]
-            for i in hits:
-                matched[i] = True
-            if hits:
-                applied[hits[0]] = True
-                out.append(self.entries[hits[0]][1].apply(layer))
-            else:
-                out.append(self.default.apply(layer))
-        unused = [pattern for (pattern, _), hit in zip(self.entries, matched) if not hit]
-        if unused:
-            names = ", ".join(layer.name for layer in layers[:6])
-            more = ", ..." if len(layers) > 6 else ""
-            raise WorkloadError(f"{self.source}: layers: {unused} match no layer of the workload "
-                                f"(its layers: {names}{more})")
-        shadowed = [pattern for (pattern, _), hit in zip(self.entries, applied) if not hit]
-        if shadowed:
-            raise WorkloadError(f"{self.source}: layers: {shadowed}: every layer they match is "
-                                f"taken by an earlier entry (the first match wins); move them "
-                                f"up or remove them")
-        return out
+        which = first_matches([pattern for pattern, _ in self.entries],
+                              [layer.name for layer in layers], self.source)
+        return [self.default.apply(layer) if i is None else self.entries[i][1].apply(layer)
+                for layer, i in zip(layers, which)]
 
 
 def _precision_fields(known_formats: Sequence[str]) -> tuple[Field, ...]:
