@@ -6,7 +6,9 @@ Each block sits between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``
   that shows how fragile the int8 model's top-1 is;
 - ``apot``: the tables `examples/apot_mobilenet.py` prints;
 - ``digits``: the accuracy table of `examples/train_binary_digits.py` (its `main`);
-- ``minilm``: the cosine table of `examples/minilm_int8.py` (the same calls).
+- ``minilm``: the cosine table of `examples/minilm_int8.py` (the same calls);
+- ``bitfusion``: what `examples/bitfusion_mobilenet.py` prints (summary, and per layer);
+- ``bitserial``: the cycle/energy table of `bench/bench_bit_serial.py` (not its timings).
 
     python scripts/readme_figures.py                 # rewrite every block
     python scripts/readme_figures.py --check demo    # exit 1 and print a diff if stale
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import os
 import re
 import subprocess
 import sys
@@ -141,8 +144,29 @@ def minilm_block() -> str:
     return "\n".join(rows)
 
 
+def _script_output(*parts: str) -> str:
+    return subprocess.run([sys.executable, str(ROOT.joinpath(*parts))], cwd=ROOT,
+                          capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}).stdout
+
+
+def bitfusion_block() -> str:
+    out = _script_output("examples", "bitfusion_mobilenet.py").rstrip("\n").splitlines()
+    split = next(i for i, line in enumerate(out) if line.startswith("precision"))
+    per_layer, summary = out[:split], out[split:]
+    return ("```text\n" + "\n".join(summary) + "\n```\n\n<details><summary>Per layer "
+            "(cycles and energy at each precision)</summary>\n\n```text\n" + "\n".join(per_layer)
+            + "\n```\n</details>")
+
+
+def bitserial_block() -> str:
+    out = _script_output("bench", "bench_bit_serial.py").splitlines()
+    table = out[:next(i for i, line in enumerate(out) if line.startswith("wall time")) - 1]
+    return "```text\n" + "\n".join(table) + "\n```"
+
+
 BLOCKS = {"demo": demo_block, "apot": apot_block, "digits": digits_block,
-          "minilm": minilm_block}
+          "minilm": minilm_block, "bitfusion": bitfusion_block, "bitserial": bitserial_block}
 
 
 def _block_in_fresh_process(name: str) -> str:
