@@ -16,6 +16,9 @@ for commented examples)::
       <kind fields>                # systolic: rows, cols: int > 0; dataflow: os | ws | is
                                    # xnor_popcount: see hwsim/arch/xnor.py
                                    # shift_add: see hwsim/arch/shift_add.py
+                                   # bit_fusion: see hwsim/arch/bit_fusion.py
+                                   # stripes, loom: see hwsim/arch/bit_serial.py
+                                   # spatial_array: see hwsim/arch/spatial.py
     units:                         # ... or several (instead of 'compute')
       <unit name>: {kind: ..., <fields as under compute>}
     assign:                        # required with more than one unit (hwsim/arch/assign.py)

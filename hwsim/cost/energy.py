@@ -2,7 +2,8 @@
 
 Actions: the compute unit's actions (a MAC array: one ``mac`` per multiply-accumulate per bit
 pass; an XNOR unit: ``xnor``, ``popcount_bit``, ``accumulate``; a shift-add unit: ``shift``,
-``add``, ``accumulate``); one read (write) access per
+``add``, ``accumulate``; Bit Fusion: ``fusion_unit_cycle``; Stripes: ``serial_bit_mac``,
+``accumulate``; Loom: ``serial_bit_step``, ``accumulate``); one read (write) access per
 `access_bits` bits moved at a memory level, ``ceil(8 * bytes / access_bits)`` per layer.
 Traffic is counted in whole bytes, so `access_bits` is a whole number of bytes (a multiple of 8,
 checked by the config loader): an access never splits a byte.

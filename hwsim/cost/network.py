@@ -2,9 +2,12 @@
 
 Timing model: compute cycles come from the layer's compute unit (for a systolic array, SCALE-Sim
 v3's CALC-mode formulas; for an XNOR unit, FINN folding; for a shift-add unit, lane folding times
-cycles per product, see hwsim/arch/shift_add.py), times groups (each group of a grouped/depthwise
-conv is its own GEMM, run back to back) and bit passes (operands wider than the datapath are
-bit-sliced). Memory transfers
+cycles per product; for Bit Fusion, the paper's formula at the layer's precision factor; for
+Stripes / Loom, folds times activation (x weight) bits: see hwsim/arch/), times groups (each
+group of a grouped/depthwise conv is its own GEMM, run back to back) and bit passes (operands
+wider than the datapath are bit-sliced). On a two-level config (``memory: {dram, buffers}``)
+each layer's traffic follows its mapping (hwsim/mapping/buffers.py: given, or the best of the
+default mapper's candidates for the objective). Memory transfers
 are double-buffered and overlap compute perfectly, so a layer takes
 ``max(compute_cycles, ceil(max over levels of transfer cycles))``; the excess over compute is
 ``stall_cycles``. Layers run one after another. A memory level with ``unlimited`` bandwidth (e.g.
