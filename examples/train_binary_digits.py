@@ -200,14 +200,10 @@ def deployed_cost(program: Any, config: Path) -> pd.DataFrame:
     from hwsim import cost_network, load_accelerator
     from hwsim.flows import program_workload
 
-    layers = program_workload(program)
-    per_layer = cost_network(load_accelerator(config), layers).per_layer
-    bits = pd.DataFrame({"name": [l.name for l in layers],
-                         "act_bits": [l.act_bits for l in layers],
-                         "weight_bits": [l.weight_bits for l in layers]})
+    per_layer = cost_network(load_accelerator(config), program_workload(program)).per_layer
     cols = ["name", "unit", "act_bits", "weight_bits", "macs", "total_cycles",
             "energy_compute_pj", "energy_total_pj"]
-    return per_layer.merge(bits, on="name")[cols]
+    return per_layer[cols]
 
 
 def load_split(settings: TrainSettings) -> tuple[torch.Tensor, ...]:

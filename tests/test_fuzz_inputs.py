@@ -40,7 +40,8 @@ HEADER = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, C
           "Num Filter, Strides,")
 SMALL_TOPOLOGY = (HEADER + "\nconv1, 18, 18, 3, 3, 8, 16, 1,\nconv2_DP, 16, 16, 3, 3, 16, 1, 2,\n"
                   "fc, 1, 1, 1, 1, 64, 10, 1,\n")
-TEXT_KEYS = {"name", "kind", "unit", "weight_format", "act_format", "accelerator", "convention"}
+TEXT_KEYS = {"name", "kind", "unit", "weight_format", "act_format", "accelerator", "convention",
+             "loop_order", "objective"}
 
 BUDGETS = {"yaml": 2000, "cfg": 1200, "csv": 1500, "set": 1000}
 

@@ -39,6 +39,9 @@ class MemoryLevel:
     per_pe: bool = False
     #: the level this one is filled from (a hierarchy's levels; None: DRAM, or two-level configs)
     parent: str | None = None
+    #: ports of `bandwidth_bytes_per_cycle` each (hierarchies: 1 shared, 2 read + write, 4 one per
+    #: direction; None: DRAM 1, on-chip 2)
+    ports: int | None = None
 
     @property
     def is_dram(self) -> bool:

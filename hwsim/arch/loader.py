@@ -40,7 +40,8 @@ for commented examples)::
         <name>: {holds: [...], size_bytes, bandwidth_bytes_per_cycle, access_bits,
                  read_energy_pj, write_energy_pj,
                  per_pe: bool,     # one instance in every PE (size_bytes each); default false
-                 parent: <level>}  # the level it is filled from; default: the one listed above
+                 parent: <level>,  # the level it is filled from; default: the one listed above
+                 ports: 1|2|4}     # of bandwidth_bytes_per_cycle each; default 1 (DRAM), 2
 
 Energies are pJ per access of `access_bits` bits. With ``buffers``, every operand must be held
 by exactly one buffer. With ``levels``, the first level is DRAM (it holds every operand); every
@@ -112,7 +113,10 @@ BUFFER_FIELDS = (list_of("holds", OPERANDS), positive_int("size_bytes", maximum=
 LEVEL_FIELDS = (*BUFFER_FIELDS,
                 Field("per_pe", "true or false", lambda v: isinstance(v, bool), required=False,
                       default=False),
-                text("parent", required=False, default=None))
+                text("parent", required=False, default=None),
+                Field("ports", "1, 2 or 4", lambda v: v in (1, 2, 4) and not isinstance(v, bool),
+                      required=False, default=None))
+DRAM_LEVEL_FIELDS = (*PORT_FIELDS, LEVEL_FIELDS[-1])
 #: unit kinds whose cycles come from the mapping: the ones a memory hierarchy can drive
 MAPPED_KINDS = ("spatial_array",)
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -284,7 +288,7 @@ def _validate_levels(raw: Any, errors: list[str]) -> dict[str, dict[str, Any]]:
     for i, (name, level_raw) in enumerate(raw.items()):
         where = join_path("memory.levels", str(name))
         if i == 0:
-            levels[str(name)] = check_section(level_raw, PORT_FIELDS, where, errors)
+            levels[str(name)] = check_section(level_raw, DRAM_LEVEL_FIELDS, where, errors)
             continue
         values = check_section(level_raw, LEVEL_FIELDS, where, errors)
         if values.get("parent") is None:
@@ -377,13 +381,14 @@ def _build_levels(levels: dict[str, dict[str, Any]]) -> tuple[MemoryLevel, tuple
     dram = MemoryLevel(name=names[0], size_bytes=None,
                        bandwidth_bytes_per_cycle=_bytes_per_cycle(d["bandwidth_bytes_per_cycle"]),
                        access_bits=d["access_bits"], read_energy_pj=float(d["read_energy_pj"]),
-                       write_energy_pj=float(d["write_energy_pj"]), holds=OPERANDS)
+                       write_energy_pj=float(d["write_energy_pj"]), holds=OPERANDS,
+                       ports=d["ports"])
     on_chip = tuple(
         MemoryLevel(name=name, size_bytes=b["size_bytes"],
                     bandwidth_bytes_per_cycle=_bytes_per_cycle(b["bandwidth_bytes_per_cycle"]),
                     access_bits=b["access_bits"], read_energy_pj=float(b["read_energy_pj"]),
                     write_energy_pj=float(b["write_energy_pj"]), holds=tuple(b["holds"]),
-                    per_pe=bool(b["per_pe"]), parent=b["parent"])
+                    per_pe=bool(b["per_pe"]), parent=b["parent"], ports=b["ports"])
         for name, b in list(levels.items())[1:])
     return dram, on_chip
 

@@ -78,7 +78,8 @@ def _cost_and_report(args, accel, layers, default_convention: str, title: str) -
         from hwsim.mapping.files import load_mappings
 
         check_input_file("--mapping", args.mapping, "a mapping file (YAML or JSON)")
-        mappings = load_mappings(args.mapping, [layer.name for layer in layers])
+        mappings = load_mappings(args.mapping, [layer.name for layer in layers],
+                                 hierarchy=accel.hierarchy)
     result = cost_network(accel, layers, convention=convention, mappings=mappings,
                           objective=args.objective, source=str(args.mapping or "<mappings>"))
     summary = {"accelerator": accel.name, "layers": len(layers), "convention": convention,

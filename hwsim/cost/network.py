@@ -24,7 +24,7 @@ float64 and finite; network totals are summed in Python integers.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -232,22 +232,30 @@ def _select(options: list[_MemoryFigures], pick: np.ndarray) -> _MemoryFigures:
 
 
 def cost_table(accel: Accelerator, table: LayerTable, *,
-               mappings: Sequence[BufferMapping | None] | None = None,
+               mappings: Sequence[Any] | None = None,
                objective: str = DEFAULT_OBJECTIVE, source: str = "<mappings>") -> LayerCosts:
     """Price every layer of `table` on the unit the accelerator's assignment gives it
     (`Accelerator.layer_units`; raises `ConfigError` for a layer its unit cannot run): the
-    allocator's hot path (numpy only, no DataFrame). See `LayerCosts` for the figures.
+    allocator's hot path (numpy only, no DataFrame, on two-level configs). See `LayerCosts`.
 
-    `mappings` (one per row, None for "search") fixes layers' mappings; the other layers are
+    `mappings` (one per row, None for "search") fixes layers' mappings -- `BufferMapping`s on a
+    two-level config, `LoopNest`s on a hierarchy (``memory.levels``); the other layers are
     mapped by the default mapper for `objective` ("latency", "energy" or "edp"; see
-    hwsim/mapping/buffers.py). `source` names where the mappings came from, for errors."""
+    hwsim/mapping/). `source` names where the mappings came from, for errors."""
     objective_values(objective, np.zeros(1), np.zeros(1))  # validates the name
     chosen = accel.layer_units(table.names, table.operands)
+    if mappings is not None and len(mappings) != len(table):
+        raise ConfigError(f"{source}: {len(mappings)} mappings for {len(table)} layers")
+    if accel.hierarchy:
+        return _hierarchy_table(accel, table, chosen, mappings, objective, source)
     given = None
     dataflows = np.full(len(table), None, dtype=object)
     if mappings is not None:
-        if len(mappings) != len(table):
-            raise ConfigError(f"{source}: {len(mappings)} mappings for {len(table)} layers")
+        for name, m in zip(table.names, mappings):
+            if m is not None and not isinstance(m, BufferMapping):
+                raise ConfigError(f"{source}: layer {name!r}: {accel.source} has DRAM and "
+                                  f"buffers: expected a mapping with loop_order, dataflow, "
+                                  f"tiles_bytes, got a {type(m).__name__}")
         rows = [i for i, m in enumerate(mappings) if m is not None]
         mask = np.zeros(len(table), dtype=bool)
         mask[rows] = True
@@ -268,6 +276,28 @@ def cost_table(accel: Accelerator, table: LayerTable, *,
             parts.append((rows, unit_costs(accel, name, sub, unit=variant, objective=objective,
                                            mapping=None if given is None else
                                            given.take(rows))))
+    return merge_layer_costs(parts, table.names)
+
+
+def _hierarchy_table(accel: Accelerator, table: LayerTable, chosen: np.ndarray,
+                     mappings: Sequence[Any] | None, objective: str, source: str) -> LayerCosts:
+    """Every unit's rows priced by the loop-nest model (hwsim/cost/hierarchy.py)."""
+    from hwsim.cost.hierarchy import hierarchy_costs
+    from hwsim.mapping.loopnest import LoopNest
+
+    if mappings is not None:
+        for name, m in zip(table.names, mappings):
+            if m is not None and not isinstance(m, LoopNest):
+                raise ConfigError(f"{source}: layer {name!r}: {accel.source} is a memory "
+                                  f"hierarchy: expected a loop nest (spatial, temporal, levels), "
+                                  f"got a {type(m).__name__}")
+    parts = []
+    for name in [n for n in accel.units if (chosen == n).any()]:
+        rows = np.flatnonzero(chosen == name)
+        sub = table if len(rows) == len(table) else table.take(rows)
+        nests = None if mappings is None else [mappings[i] for i in rows]
+        parts.append((rows, hierarchy_costs(accel, name, accel.unit(name), sub, nests,
+                                            objective, source)))
     return merge_layer_costs(parts, table.names)
 
 

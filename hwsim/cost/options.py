@@ -19,7 +19,7 @@ Resources, each an (L, K) float64 array (L layers, K options; exact integers up 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -28,7 +28,9 @@ import pandas as pd
 from hwsim.arch.accelerator import Accelerator
 from hwsim.arch.assign import assign_units
 from hwsim.cost.layer_table import LayerTable
+from hwsim.cost.hierarchy import priced_nests
 from hwsim.cost.network import unit_costs
+from hwsim.mapping.buffers import DEFAULT_OBJECTIVE
 from hwsim.errors import WorkloadError
 from hwsim.workloads.layer import MAX_BITS, LayerShape
 
@@ -90,6 +92,8 @@ class OptionCosts:
     feasible: np.ndarray
     resources: dict[str, np.ndarray]
     support_text: dict[str, str]
+    #: (layer, option) -> why no mapping fits the memory hierarchy (hierarchy configs only)
+    unfit: dict[tuple[int, int], str] = field(default_factory=dict)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -107,6 +111,8 @@ class OptionCosts:
         """Why pair (layer, option) cannot run, or None if it can."""
         if self.feasible[layer, option]:
             return None
+        if (layer, option) in self.unfit:
+            return self.unfit[layer, option]
         unit = self.unit[layer, option]
         return (f"layer {self.layer_names[layer]!r}, option {self.options[option].label}: unit "
                 f"{unit!r} supports {self.support_text[unit]}")
@@ -141,12 +147,22 @@ def price_options(accel: Accelerator, layers: Sequence[LayerShape] | LayerTable,
         if rows.size:
             feasible[rows] = unit.supports(ops.take(rows))
     resources = {name: np.full(len(table), np.inf) for name in RESOURCES}
+    unfit: dict[int, str] = {}
     for name in accel.units:
         rows = np.flatnonzero(feasible & (routed == name))
         if not rows.size:
             continue
         priced = table if rows.size == len(table) else table.take(rows)
-        costs = unit_costs(accel, name, priced)
+        if accel.hierarchy:
+            costs, fits, problems = priced_nests(accel, name, accel.unit(name), priced, None,
+                                                 DEFAULT_OBJECTIVE, accel.source)
+            for row, problem in zip(rows[~fits].tolist(), np.asarray(problems, dtype=object)[~fits]):
+                unfit[row] = problem
+            feasible[rows[~fits]] = False
+            costs, priced, rows = costs.take(np.flatnonzero(fits)), priced.take(
+                np.flatnonzero(fits)), rows[fits]
+        else:
+            costs = unit_costs(accel, name, priced)
         dram = costs.levels[accel.dram.name]
         resources["latency_cycles"][rows] = costs.total_cycles
         resources["compute_cycles"][rows] = costs.compute_cycles
@@ -159,4 +175,5 @@ def price_options(accel: Accelerator, layers: Sequence[LayerShape] | LayerTable,
         layer_names=base.names, options=opts, unit=routed.astype(str).reshape(shape),
         feasible=feasible.reshape(shape),
         resources={name: values.reshape(shape) for name, values in resources.items()},
-        support_text={name: unit.support_text() for name, unit in accel.units.items()})
+        support_text={name: unit.support_text() for name, unit in accel.units.items()},
+        unfit={divmod(row, n_options): text for row, text in unfit.items()})

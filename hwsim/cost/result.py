@@ -14,6 +14,7 @@ tell a cycle count from a published formula from one of hwsim's own estimates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -67,9 +68,14 @@ class LayerCosts:
     #: the mapping each layer ran under (two-level model) and the dataflow of its unit
     mapping: BufferColumns | None = None
     dataflow: np.ndarray | None = None
+    #: the loop nest of each layer (memory hierarchies), in row order
+    nests: tuple[Any, ...] | None = None
 
-    def mapping_of(self, row: int) -> BufferMapping | None:
-        """The mapping value of layer `row` (None if the model has none)."""
+    def mapping_of(self, row: int) -> Any:
+        """The mapping value of layer `row`: a `BufferMapping` (two-level configs) or a
+        `LoopNest` (hierarchies); None if the model has none."""
+        if self.nests is not None:
+            return self.nests[row]
         if self.mapping is None:
             return None
         dataflow = self.dataflow[row] if self.dataflow is not None else None
@@ -122,7 +128,8 @@ class LayerCosts:
             peak_macs_per_cycle=self.peak_macs_per_cycle[idx], utilization=self.utilization[idx],
             provenance=self.provenance,
             mapping=self.mapping.take(idx) if self.mapping is not None else None,
-            dataflow=self.dataflow[idx] if self.dataflow is not None else None)
+            dataflow=self.dataflow[idx] if self.dataflow is not None else None,
+            nests=tuple(self.nests[i] for i in idx) if self.nests is not None else None)
 
 
 def merge_layer_costs(parts: list[tuple[np.ndarray, LayerCosts]], names: tuple[str, ...]) -> LayerCosts:
@@ -168,6 +175,13 @@ def merge_layer_costs(parts: list[tuple[np.ndarray, LayerCosts]], names: tuple[s
         dataflow = np.empty(n, dtype=object)
         for rows, cost in parts:
             dataflow[rows] = cost.dataflow
+    nests = None
+    if all(cost.nests is not None for _, cost in parts):
+        nests_list: list[Any] = [None] * n
+        for rows, cost in parts:
+            for r, nest in zip(rows.tolist(), cost.nests):
+                nests_list[r] = nest
+        nests = tuple(nests_list)
     levels = {name: LevelCosts(*(gather(lambda c, f=f, name=name: getattr(c.levels[name], f))
                                  for f in _LEVEL_FIELDS)) for name in first.levels}
     provenance: dict[str, dict[str, str]] = {}
@@ -185,4 +199,4 @@ def merge_layer_costs(parts: list[tuple[np.ndarray, LayerCosts]], names: tuple[s
         energy_total_pj=gather(lambda c: c.energy_total_pj),
         peak_macs_per_cycle=gather(lambda c: c.peak_macs_per_cycle),
         utilization=gather(lambda c: c.utilization), provenance=provenance, mapping=mapping,
-        dataflow=dataflow)
+        dataflow=dataflow, nests=nests)
