@@ -8,7 +8,8 @@ Each block sits between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``
 - ``digits``: the accuracy table of `examples/train_binary_digits.py` (its `main`);
 - ``minilm``: the cosine table of `examples/minilm_int8.py` (the same calls);
 - ``bitfusion``: what `examples/bitfusion_mobilenet.py` prints (summary, and per layer);
-- ``bitserial``: the cycle/energy table of `bench/bench_bit_serial.py` (not its timings).
+- ``bitserial``: the cycle/energy table of `bench/bench_bit_serial.py` (not its timings);
+- ``zigzag``: the hwsim-vs-ZigZag table of `bench/bench_zigzag.py`.
 
     python scripts/readme_figures.py                 # rewrite every block
     python scripts/readme_figures.py --check demo    # exit 1 and print a diff if stale
@@ -165,8 +166,13 @@ def bitserial_block() -> str:
     return "```text\n" + "\n".join(table) + "\n```"
 
 
+def zigzag_block() -> str:
+    return "```text\n" + _script_output("bench", "bench_zigzag.py").rstrip("\n") + "\n```"
+
+
 BLOCKS = {"demo": demo_block, "apot": apot_block, "digits": digits_block,
-          "minilm": minilm_block, "bitfusion": bitfusion_block, "bitserial": bitserial_block}
+          "minilm": minilm_block, "bitfusion": bitfusion_block, "bitserial": bitserial_block,
+          "zigzag": zigzag_block}
 
 
 def _block_in_fresh_process(name: str) -> str:

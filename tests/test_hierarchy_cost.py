@@ -5,6 +5,7 @@ through hwsim's own YAML configs (tests/data/zigzag/)."""
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 from pathlib import Path
 
@@ -22,63 +23,10 @@ from hwsim.workloads import LayerShape, builtin_workload
 
 REPO = Path(__file__).resolve().parents[1]
 EYERISS = REPO / "hw_configs" / "eyeriss_like.yaml"
-REF = json.loads((REPO / "tests" / "data" / "zigzag" / "reference.json").read_text())
-OPS = {"I1": "ifmap", "I2": "filter", "O": "ofmap", "I": "ifmap", "W": "filter"}
-
-
-def zigzag_config(name: str) -> dict:
-    """ZigZag's accelerator `name` ("A" or "B") written as an hwsim YAML config (a dict)."""
-    cfg = REF["configs"][name]
-    mems = cfg["memories_innermost_first"]
-    # parents: each on-chip memory is filled from the next memory up any of its operands' chains
-    chains: dict[str, list[str]] = {}
-    result = next(r for r in REF["results"].values() if r["config"] == name)
-    for op, od in result["operands"].items():
-        chains[OPS[op]] = [lv["memory"] for lv in od["levels"]]  # innermost first
-    parent = {}
-    for chain in chains.values():
-        for inner, outer in zip(chain, chain[1:]):
-            parent[inner] = outer
-    depth = {n: 0 for n in mems}
-    for n in mems:
-        m, d = n, 0
-        while m in parent:
-            m, d = parent[m], d + 1
-        depth[n] = d
-    levels = {}
-    for mem in sorted(mems, key=lambda n: -depth[n] if n != "dram" else -99):
-        m = mems[mem]
-        (bw_min,) = {p["bandwidth_min"] for p in m["ports"]}
-        (bw_max,) = {p["bandwidth_max"] for p in m["ports"]}
-        level = {"bandwidth_bytes_per_cycle": bw_max // 8, "access_bits": bw_min,
-                 "read_energy_pj": m["r_cost_pJ_per_bw_min_word"],
-                 "write_energy_pj": m["w_cost_pJ_per_bw_min_word"], "ports": len(m["ports"])}
-        if mem != "dram":
-            level.update(holds=[OPS[o] for o in m["operands"]], size_bytes=m["size_bits"] // 8,
-                         per_pe=not m["served_dimensions"], parent=parent[mem])
-        levels[mem] = level
-    return {"name": f"zigzag_{name}", "clock_mhz": 1000,
-            "compute": {"kind": "spatial_array", "rows": cfg["array"]["D2"],
-                        "cols": cfg["array"]["D1"], "act_bits": 8, "weight_bits": 8,
-                        "acc_bits": 32, "mac_energy_pj": cfg["mac_energy_pJ"]},
-            "memory": {"levels": levels}}
-
-
-def zigzag_case(key: str) -> tuple[LayerShape, LoopNest]:
-    r = REF["results"][key]
-    ly = r["layer"]
-    p = ly["padding"]
-    layer = LayerShape(name=ly["name"], kind="conv", in_h=ly["input_IY"], in_w=ly["input_IX"],
-                       in_channels=ly["C"], out_channels=ly["K"], kernel_h=ly["FY"],
-                       kernel_w=ly["FX"], stride_h=ly["stride"], stride_w=ly["stride"],
-                       pad_top=p, pad_left=p, pad_bottom=p, pad_right=p)
-    nest = LoopNest.from_dict({
-        "spatial": {("cols" if d == "D1" else "rows"): loops
-                    for d, loops in r["mapping"]["spatial"].items()},
-        "temporal": r["mapping"]["temporal_order_innermost_first"],
-        "levels": {OPS[op]: [len(lv["temporal_loops_allocated"]) for lv in od["levels"]]
-                   for op, od in r["operands"].items()}})
-    return layer, nest
+_spec = importlib.util.spec_from_file_location("bench_zigzag", REPO / "bench" / "bench_zigzag.py")
+bench_zigzag = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_zigzag)
+REF, zigzag_config, zigzag_case = bench_zigzag.REF, bench_zigzag.zigzag_config, bench_zigzag.zigzag_case
 
 
 @pytest.mark.parametrize("key", sorted(REF["results"]))
