@@ -21,3 +21,14 @@ def read_text(path: Path, what: str, error: type[Exception]) -> str:
         raise error(f"{path}: not a text file (UTF-8): it contains NUL bytes at offset "
                     f"{content.index(chr(0))}; expected {what}")
     return content
+
+
+def read_yaml(path: Path, what: str, error: type[Exception]) -> object:
+    """The parsed YAML (or JSON) content of `path` with unique keys; `error` naming the file for
+    an unreadable file or invalid YAML. `what` says what the file should be."""
+    from hwsim.arch.schema import load_yaml
+
+    try:
+        return load_yaml(read_text(path, what, error))
+    except ValueError as exc:
+        raise error(f"{path}: not valid YAML/JSON: {exc}") from None

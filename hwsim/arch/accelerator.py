@@ -128,6 +128,11 @@ class Accelerator:
 
     def chain(self, operand: str) -> tuple[MemoryLevel, ...]:
         """The levels holding `operand`, outermost (DRAM) first: its path to the array."""
+        return tuple(level for level in self.levels_by_depth() if operand in level.holds)
+
+    def levels_by_depth(self) -> tuple[MemoryLevel, ...]:
+        """DRAM, then the on-chip levels by their depth below DRAM (following `parent`; config
+        order among equals): outermost first."""
         by_name = {level.name: level for level in self.buffers}
 
         def depth(level: MemoryLevel) -> int:
@@ -136,8 +141,7 @@ class Accelerator:
                 level, count = by_name[level.parent], count + 1
             return count
 
-        held = [level for level in self.buffers if operand in level.holds]
-        return (self.dram, *sorted(held, key=depth))
+        return (self.dram, *sorted(self.buffers, key=depth))
 
     def buffer_for(self, operand: str) -> MemoryLevel:
         """The on-chip buffer that holds `operand` ("ifmap", "filter" or "ofmap")."""

@@ -27,7 +27,7 @@ from typing import Sequence
 
 import numpy as np
 
-from hwsim.arch.accelerator import Accelerator, MemoryLevel
+from hwsim.arch.accelerator import Accelerator
 from hwsim.arch.units import ComputeUnit
 from hwsim.cost.energy import EnergyTable, compute_energy_pj
 from hwsim.cost.layer_table import LayerTable
@@ -43,22 +43,13 @@ MAX_COUNT = 2**53
 def nest_levels(accel: Accelerator) -> tuple[NestLevel, ...]:
     """The accelerator's levels as the loop-nest model takes them, outermost first (DRAM, then
     the on-chip levels ordered by their depth below DRAM)."""
-    by_name = {level.name: level for level in accel.buffers}
-
-    def depth(level: MemoryLevel) -> int:
-        count = 0
-        while level.parent in by_name:
-            level, count = by_name[level.parent], count + 1
-        return count
-
-    ordered = [accel.dram, *sorted(accel.buffers, key=depth)]
     return tuple(NestLevel(
         name=level.name, holds=level.holds,
         size_bits=None if level.size_bytes is None else level.size_bytes * 8,
         per_pe=level.per_pe, access_bits=level.access_bits,
         read_energy_pj=level.read_energy_pj, write_energy_pj=level.write_energy_pj,
         bandwidth_bits_per_cycle=level.bandwidth_bytes_per_cycle * 8,
-        ports=level.ports or (1 if level.is_dram else 2)) for level in ordered)
+        ports=level.ports or (1 if level.is_dram else 2)) for level in accel.levels_by_depth())
 
 
 def hierarchy_costs(accel: Accelerator, unit_name: str, unit: ComputeUnit, table: LayerTable,

@@ -251,11 +251,8 @@ def cost_table(accel: Accelerator, table: LayerTable, *,
     given = None
     dataflows = np.full(len(table), None, dtype=object)
     if mappings is not None:
-        for name, m in zip(table.names, mappings):
-            if m is not None and not isinstance(m, BufferMapping):
-                raise ConfigError(f"{source}: layer {name!r}: {accel.source} has DRAM and "
-                                  f"buffers: expected a mapping with loop_order, dataflow, "
-                                  f"tiles_bytes, got a {type(m).__name__}")
+        _check_kinds(table, mappings, BufferMapping, source, f"{accel.source} has DRAM and "
+                     f"buffers: expected a mapping with loop_order, dataflow, tiles_bytes")
         rows = [i for i, m in enumerate(mappings) if m is not None]
         mask = np.zeros(len(table), dtype=bool)
         mask[rows] = True
@@ -286,11 +283,8 @@ def _hierarchy_table(accel: Accelerator, table: LayerTable, chosen: np.ndarray,
     from hwsim.mapping.loopnest import LoopNest
 
     if mappings is not None:
-        for name, m in zip(table.names, mappings):
-            if m is not None and not isinstance(m, LoopNest):
-                raise ConfigError(f"{source}: layer {name!r}: {accel.source} is a memory "
-                                  f"hierarchy: expected a loop nest (spatial, temporal, levels), "
-                                  f"got a {type(m).__name__}")
+        _check_kinds(table, mappings, LoopNest, source, f"{accel.source} is a memory "
+                     f"hierarchy: expected a loop nest (spatial, temporal, levels)")
     parts = []
     for name in [n for n in accel.units if (chosen == n).any()]:
         rows = np.flatnonzero(chosen == name)
@@ -299,6 +293,14 @@ def _hierarchy_table(accel: Accelerator, table: LayerTable, chosen: np.ndarray,
         parts.append((rows, hierarchy_costs(accel, name, accel.unit(name), sub, nests,
                                             objective, source)))
     return merge_layer_costs(parts, table.names)
+
+
+def _check_kinds(table: LayerTable, mappings: Sequence[Any], kind: type, source: str,
+                 expected: str) -> None:
+    """Every given mapping is a `kind`, else a `ConfigError` naming the first layer."""
+    for name, m in zip(table.names, mappings):
+        if m is not None and not isinstance(m, kind):
+            raise ConfigError(f"{source}: layer {name!r}: {expected}, got a {type(m).__name__}")
 
 
 def _with_dataflow(unit: ComputeUnit, name: str, dataflow: str | None, layer: str,

@@ -22,10 +22,9 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from hwsim.arch.schema import load_yaml
 from hwsim.errors import ConfigError
 from hwsim.mapping.buffers import BufferMapping
-from hwsim.textfile import read_text
+from hwsim.textfile import read_yaml
 from hwsim.workloads.globs import first_matches
 
 TOP_KEYS = ("accelerator", "objective", "layers")
@@ -65,11 +64,7 @@ def load_mappings(path: str | Path, names: Sequence[str], *,
                   hierarchy: bool = False) -> list[Any]:
     """Read a mapping file (YAML or JSON) for the layers `names` (`hierarchy`: of loop nests)."""
     path = Path(path)
-    text = read_text(path, "a mapping file (YAML or JSON)", ConfigError)
-    try:
-        raw = load_yaml(text)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: not valid YAML/JSON: {exc}") from None
+    raw = read_yaml(path, "a mapping file (YAML or JSON)", ConfigError)
     return mappings_from_dict(raw, names, str(path), hierarchy=hierarchy)
 
 

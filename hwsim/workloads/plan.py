@@ -22,10 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from hwsim.arch.schema import (MAX_BITS, Field, check_section, format_name, load_yaml,
-                               positive_int)
+from hwsim.arch.schema import MAX_BITS, Field, check_section, format_name, positive_int
 from hwsim.errors import WorkloadError
-from hwsim.textfile import read_text
+from hwsim.textfile import read_yaml
 from hwsim.workloads.globs import first_matches
 from hwsim.workloads.layer import LayerShape
 
@@ -108,9 +107,5 @@ def plan_from_dict(raw: Any, source: str = "<plan>") -> PrecisionPlan:
 def load_plan(path: str | Path) -> PrecisionPlan:
     """Read and validate a plan file (YAML or JSON)."""
     path = Path(path)
-    text = read_text(path, "a precision plan (YAML or JSON)", WorkloadError)
-    try:
-        raw = load_yaml(text)
-    except ValueError as exc:
-        raise WorkloadError(f"{path}: not valid YAML/JSON: {exc}") from None
+    raw = read_yaml(path, "a precision plan (YAML or JSON)", WorkloadError)
     return plan_from_dict(raw, str(path))
