@@ -311,7 +311,7 @@ def test_sixteen_bit_layer_is_refused_with_a_clear_error_naming_it():
     with pytest.raises(ConfigError) as err:
         BASE.layer_units(table.names, table.operands)
     msg = str(err.value)
-    assert "3 layer(s) cannot run" in msg and "'ok'" not in msg
+    assert "3 layers cannot run" in msg and "'ok'" not in msg
     assert (f"{BITFUSION}: compute: layer 'wide_w' (act_bits=8, weight_bits=16) with 'int' "
             f"weights and 'int' activations runs on unit 'bit_fusion' (bit_fusion), which "
             f"supports weight formats ['int', 'binary'] and activation formats ['int', 'binary'] "
@@ -339,7 +339,7 @@ def test_formats_apot_and_multi_plane_binary_are_refused_one_plane_binary_runs()
     with pytest.raises(ConfigError) as err:
         cost_network(BASE, refused)
     msg = str(err.value)
-    assert "4 layer(s) cannot run" in msg
+    assert "4 layers cannot run" in msg
     for name in ("apot", "bin2", "abin3", "toy"):
         assert f"compute: layer '{name}'" in msg
     ops = Operands.of([1, 8, 1, 2], [1, 1, 2, 8], ["binary", "binary", "binary", "int"],

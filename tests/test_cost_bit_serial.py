@@ -331,7 +331,7 @@ def test_widths_beyond_the_unit_are_refused_naming_the_layer():
         with pytest.raises(ConfigError) as err:
             cost_network(BASE[kind], layers)
         msg = str(err.value)
-        assert "4 layer(s) cannot run" in msg and "'ok'" not in msg
+        assert "4 layers cannot run" in msg and "'ok'" not in msg
         assert (f"{path}: compute: layer 'wide_w' (act_bits=8, weight_bits=17) with 'int' "
                 f"weights and 'int' activations runs on unit '{kind}' ({kind}), which supports "
                 f"weight formats ['int'] and activation formats ['int'] with act_bits <= 16 and "

@@ -122,8 +122,10 @@ class Accelerator:
                     f"({unit.kind}), which supports {unit.support_text()}")
         if problems:
             hint = "the 'assign' rules" if self.other_units else "the compute unit"
-            raise ConfigError(f"{len(problems)} layer(s) cannot run on their compute unit; "
-                              f"change the layer formats or {hint}:\n  " + "\n  ".join(problems))
+            count = f"{len(problems)} layers" if len(problems) > 1 else "1 layer"
+            raise ConfigError("\n  ".join(
+                [f"{problems[0]} ({count} cannot run on their compute unit; change the layer "
+                 f"formats or {hint})", *problems[1:]]))
         return chosen
 
     def chain(self, operand: str) -> tuple[MemoryLevel, ...]:
