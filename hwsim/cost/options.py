@@ -33,25 +33,13 @@ from hwsim.cost.network import unit_costs
 from hwsim.mapping.buffers import DEFAULT_OBJECTIVE
 from hwsim.errors import WorkloadError
 from hwsim.workloads.layer import MAX_BITS, LayerShape
+from quant.allocate import Option
 
 RESOURCES = ("latency_cycles", "compute_cycles", "energy_pj", "dram_bytes", "size_bits", "bops")
 
 
-@dataclass(frozen=True)
-class PrecisionOption:
-    """One quantization choice for a layer: widths and format families of its operands."""
-
-    weight_bits: int
-    act_bits: int
-    weight_format: str = "int"
-    act_format: str = "int"
-
-    @property
-    def label(self) -> str:
-        """Short name, e.g. ``int w4a8`` or ``apot w4 / int a8``."""
-        if self.weight_format == self.act_format:
-            return f"{self.weight_format} w{self.weight_bits}a{self.act_bits}"
-        return f"{self.weight_format} w{self.weight_bits} / {self.act_format} a{self.act_bits}"
+#: One quantization choice for a layer (widths and format families): quant's allocator option.
+PrecisionOption = Option
 
 
 def _check_options(options: Sequence[PrecisionOption]) -> tuple[PrecisionOption, ...]:
