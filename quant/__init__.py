@@ -17,8 +17,13 @@ from quant.formats import (APoTFormat, APoTParams, BinaryFormat, BinaryParams, F
                            fit_params, format_family, register_format, registered_formats)
 from quant.graph import LayerGraph, LayerRecord
 
-# name -> module that defines it; imported (with torch) when the name is first used.
+# name -> module that defines it; imported when the name is first used (the torch-facing ones
+# with torch; quant.allocate is numpy + scipy).
 _LAZY = {
+    "Allocation": "quant.allocate",
+    "AllocationError": "quant.allocate",
+    "pareto_sweep": "quant.allocate",
+    "solve_allocation": "quant.allocate",
     "ActivationObserver": "quant.calibrate",
     "calibrate_activations": "quant.calibrate",
     "QuantConfig": "quant.model",
@@ -59,6 +64,10 @@ sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "APoTFormat",
+    "Allocation",
+    "AllocationError",
+    "pareto_sweep",
+    "solve_allocation",
     "APoTParams",
     "ActivationObserver",
     "BinaryFormat",
