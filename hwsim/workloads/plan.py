@@ -13,7 +13,9 @@ every layer no entry matches::
 Fields of a precision (each optional; an omitted one keeps the layer's value): ``weight_bits``,
 ``act_bits`` (integers 1..256), ``weight_format``, ``act_format`` (number-format families
 registered in ``quant.formats``: "int", "binary", "apot", ...). An entry that matches no layer of
-the workload is an error (a misspelled name must not be silently ignored).
+the workload is an error (a misspelled name must not be silently ignored). A plan written by
+the allocator (``hwsim allocate --out``) has this form too, plus an informative ``allocation``
+section (the solver's record: objective, totals, budgets), which is not applied.
 """
 
 from __future__ import annotations
@@ -82,7 +84,10 @@ def plan_from_dict(raw: Any, source: str = "<plan>") -> PrecisionPlan:
                                     "precisions", lambda v: isinstance(v, Mapping),
                                     required=False, default={}),
                               Field("default", "a precision mapping", lambda v: isinstance(
-                                  v, Mapping), required=False, default={})), "", errors)
+                                  v, Mapping), required=False, default={}),
+                              Field("allocation", "the allocation that made the plan (kept as "
+                                    "written; not applied)", lambda v: isinstance(v, Mapping),
+                                    required=False, default=None)), "", errors)
     default = Precision(**check_section(top.get("default") or {}, fields, "default", errors))
     entries = []
     for pattern, spec in (top.get("layers") or {}).items():
