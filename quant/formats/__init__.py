@@ -6,6 +6,7 @@ from quant.formats.binary import (BinaryFormat, BinaryParams, binary_fake_quant,
                                   fit_binary)
 from quant.formats.registry import (
     FormatEntry,
+    family_entry,
     fit_params,
     format_entry,
     format_family,
@@ -50,6 +51,7 @@ register_format(FormatEntry(
     check_weight=lambda fmt: None if fmt.signed else "APoT weights are signed (signed=True)"))
 
 __all__ = [
+    "family_entry",
     "APoTFormat",
     "APoTParams",
     "apot_fake_quant",

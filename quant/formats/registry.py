@@ -89,6 +89,15 @@ def format_entry(fmt: object) -> FormatEntry:
     return entry
 
 
+def family_entry(name: str) -> FormatEntry:
+    """The entry of the family named ``name`` (e.g. "apot"); an unknown name lists the known."""
+    for entry in _FORMATS.values():
+        if entry.name == name:
+            return entry
+    raise QuantError(f"{name!r} is not a registered format family; registered: "
+                     f"{', '.join(registered_formats())}")
+
+
 def format_family(fmt: object) -> str:
     """The registered family name of ``fmt`` (e.g. "int")."""
     return format_entry(fmt).name

@@ -44,12 +44,10 @@ Formats = Mapping[str, Any]  # family -> template format, or callable(bits) -> f
 
 def family_entry(name: str, what: str) -> FormatEntry:
     """The registered entry of family ``name``; ``what`` names the option in the error."""
-    # the registry has no public name -> entry lookup; its table is keyed by format type
-    for entry in _registry._FORMATS.values():
-        if entry.name == name:
-            return entry
-    raise QuantError(f"{what}: {name!r} is not a registered format family; registered: "
-                     f"{', '.join(registered_formats())}")
+    try:
+        return _registry.family_entry(name)
+    except QuantError as exc:
+        raise QuantError(f"{what}: {exc}") from None
 
 
 def check_options(options: Sequence[Option]) -> tuple[Option, ...]:
