@@ -8,6 +8,8 @@ Layer-wise Calibration and Integer Programming", ICML 2021), with any number of 
     subject to  sum_k x[l,k] = 1                        for every layer l
                 sum_{l,k} cost_r[l,k] x[l,k] <= B_r      for every finite budget r
                 x[a,k] = x[b,k]                         for tied layers a, b and every option k
+                sum_{k: key[k]=v} x[a,k] = sum_{k: key[k]=v} x[b,k]
+                                                        for keyed-tied a, b and every key value v
                 x[l,k] in {0, 1}
 
 A variable exists only for a feasible pair (finite omega and every cost finite; for a tied layer,
@@ -31,7 +33,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Hashable, Sequence
 
 import numpy as np
 from scipy import sparse
@@ -51,9 +53,11 @@ class MilpResult:
 
 
 def solve_milp(omega: np.ndarray, feasible: np.ndarray, rows: Sequence[tuple[np.ndarray, float]],
-               groups: Sequence[Sequence[int]], time_limit_s: float | None) -> MilpResult:
+               groups: Sequence[Sequence[int]], time_limit_s: float | None,
+               keyed: Sequence[tuple[Sequence[int], Sequence[Hashable]]] = ()) -> MilpResult:
     """Solve the program above. ``omega`` (L, K); ``feasible`` (L, K) bool, at least one True
-    per layer; ``rows``: (cost (L, K), finite budget) per constraint; ``groups``: tied layers."""
+    per layer; ``rows``: (cost (L, K), finite budget) per constraint; ``groups``: tied layers
+    (same option index); ``keyed``: (members, key per option) of keyed ties (same key)."""
     L, K = omega.shape
     ls, ks = np.nonzero(feasible)
     n = ls.size
@@ -98,6 +102,20 @@ def solve_milp(omega: np.ndarray, feasible: np.ndarray, rows: Sequence[tuple[np.
                 r_idx.append(np.array([row, row]))
                 c_idx.append(np.array([var[a, k], var[b, k]]))
                 vals.append(np.array([1.0, -1.0]))
+                lo.append(0.0)
+                hi.append(0.0)
+                row += 1
+    for members, key in keyed:  # per key value v: sum_{key=v} x[a,.] - sum_{key=v} x[b,.] = 0
+        values = list(dict.fromkeys(key))
+        for a, b in zip(members[:-1], members[1:]):
+            for v in values:
+                ka = [k for k in np.flatnonzero(feasible[a]).tolist() if key[k] == v]
+                kb = [k for k in np.flatnonzero(feasible[b]).tolist() if key[k] == v]
+                if not ka and not kb:
+                    continue
+                r_idx.append(np.full(len(ka) + len(kb), row))
+                c_idx.append(np.array([var[a, k] for k in ka] + [var[b, k] for k in kb], dtype=np.int64))
+                vals.append(np.array([1.0] * len(ka) + [-1.0] * len(kb)))
                 lo.append(0.0)
                 hi.append(0.0)
                 row += 1

@@ -23,6 +23,9 @@ both inputs of a residual add). Groups that share a layer are merged. The MILP a
 constraints; the greedy and the DP treat a tied group as one layer whose omega and costs are the
 members' sums. A pair ``(l, k)`` is feasible when ``omega[l, k]`` and every ``costs[r][l, k]``
 are finite and, for a tied layer, when option ``k`` is feasible for every member of its group.
+Keyed ties (``quant.allocate.ties.Tie(layers, key)``: equal ``key[choice]``, e.g. equal act_bits,
+rather than equal index) are described in `quant.allocate.ties`; the greedy and the DP see a
+component of keyed ties as one super-layer over its members' consistent joint choices.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from quant.allocate.allocation import Allocation, AllocationError
 from quant.allocate.dp import solve_dp
 from quant.allocate.mckp import greedy_mckp
 from quant.allocate.milp import solve_milp
+from quant.allocate.ties import Tie, joint_table, parse_ties, prune_keyed, union_groups
 
 METHODS = ("milp", "greedy", "dp")
 _REL_TOL = 1e-12  # a greedy/DP bound this close (relative) to the objective proves optimality
@@ -54,24 +58,69 @@ class Problem:
     option_labels: tuple[str, ...]
     groups: tuple[tuple[int, ...], ...]  # a partition of the layers; tied ones together
     feasible: np.ndarray  # (L, K) bool, ties applied
+    keyed: tuple[Tie, ...] = ()  # keyed ties, integer members (`quant.allocate.ties`)
+    index_groups: tuple[tuple[int, ...], ...] | None = None  # index ties merged; None: = groups
 
     @property
     def ties(self) -> tuple[tuple[int, ...], ...]:
+        """Coupled layers: the components of all ties (index and keyed) with > 1 member."""
         return tuple(g for g in self.groups if len(g) > 1)
 
+    @property
+    def index_ties(self) -> tuple[tuple[int, ...], ...]:
+        """Groups of layers tied to the same option index (merged), > 1 member."""
+        groups = self.groups if self.index_groups is None else self.index_groups
+        return tuple(g for g in groups if len(g) > 1)
+
+    def _joint(self, g: tuple[int, ...], resource: str):
+        cache = self.__dict__.setdefault("_joint_cache", {})
+        if (g, resource) not in cache:
+            ties = [t for t in self.keyed if t.layers[0] in g]
+            ties += [Tie(ig) for ig in self.index_ties if ig[0] in g]
+            cache[(g, resource)] = joint_table(list(g), ties, self.omega, self.costs[resource],
+                                               self.feasible)
+        return cache[(g, resource)]
+
+    def _keyed_groups(self) -> set[tuple[int, ...]]:
+        return {g for g in self.groups if any(t.layers[0] in g for t in self.keyed)}
+
     def collapsed(self, resource: str) -> tuple[np.ndarray, np.ndarray]:
-        """(omega, cost) per group (G, K): members summed, ``inf`` where infeasible."""
+        """(omega, cost) per group (G, K'): members summed, ``inf`` where infeasible. A group
+        with keyed ties has its joint choices as options (K' >= K, padded with ``inf``; map a
+        choice back with ``expand(..., resource)``)."""
         w = np.where(self.feasible, self.omega, np.inf)
         c = np.where(self.feasible, self.costs[resource], np.inf)
         if len(self.groups) == w.shape[0]:
             return w, c
-        return (np.stack([w[list(g)].sum(axis=0) for g in self.groups]),
-                np.stack([c[list(g)].sum(axis=0) for g in self.groups]))
+        keyed = self._keyed_groups()
+        if not keyed:
+            return (np.stack([w[list(g)].sum(axis=0) for g in self.groups]),
+                    np.stack([c[list(g)].sum(axis=0) for g in self.groups]))
+        width = max([w.shape[1]] + [self._joint(g, resource).w.size for g in keyed])
+        W = np.full((len(self.groups), width), np.inf)
+        C = np.full((len(self.groups), width), np.inf)
+        for i, g in enumerate(self.groups):
+            if g in keyed:
+                jt = self._joint(g, resource)
+                W[i, :jt.w.size], C[i, :jt.c.size] = jt.w, jt.c
+            else:
+                W[i, :w.shape[1]] = w[list(g)].sum(axis=0)
+                C[i, :w.shape[1]] = c[list(g)].sum(axis=0)
+        return W, C
 
-    def expand(self, group_choice: Sequence[int]) -> tuple[int, ...]:
-        """Per-group choice -> per-layer choice."""
+    def expand(self, group_choice: Sequence[int], resource: str | None = None) -> tuple[int, ...]:
+        """Per-group choice -> per-layer choice (``resource``: the one `collapsed` was asked
+        for, needed when there are keyed ties)."""
         out = [0] * self.omega.shape[0]
+        keyed = self._keyed_groups() if self.keyed else set()
         for g, k in zip(self.groups, group_choice):
+            if g in keyed:
+                if resource is None:
+                    raise AllocationError("Problem.expand: keyed ties need the resource the "
+                                          "groups were collapsed for")
+                for layer, kk in zip(g, self._joint(g, resource).choices[int(k)]):
+                    out[layer] = int(kk)
+                continue
             for layer in g:
                 out[layer] = int(k)
         return tuple(out)
@@ -99,7 +148,7 @@ def _as_table(x: Any, what: str, shape: tuple[int, ...] | None) -> np.ndarray:
 
 
 def validate_problem(omega: Any, costs: Mapping[str, Any], budgets: Mapping[str, float], *,
-                     ties: Sequence[Sequence[int | str]] = (),
+                     ties: Sequence[Sequence[int | str] | Tie] = (),
                      layer_names: Sequence[str] | None = None,
                      option_labels: Sequence[Any] | None = None) -> Problem:
     """Check every input (one-line `AllocationError`s naming the argument, the layer and what was
@@ -153,39 +202,10 @@ def validate_problem(omega: Any, costs: Mapping[str, Any], budgets: Mapping[str,
         if math.isnan(limits[r]):
             raise AllocationError(f"budgets[{r!r}] is NaN; expected a number (inf: unconstrained)")
 
-    # ties -> a partition (union-find), groups ordered by their first layer
-    parent = list(range(L))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    index = {n: l for l, n in enumerate(names)}
-    if isinstance(ties, (str, bytes)):
-        raise AllocationError("ties: expected a sequence of groups of layer indices or names")
-    for gi, group in enumerate(ties):
-        if isinstance(group, (str, bytes)) or not hasattr(group, "__iter__"):
-            raise AllocationError(f"ties[{gi}] is {group!r}; expected a sequence of layer indices or names")
-        members = []
-        for m in group:
-            if isinstance(m, str):
-                if m not in index:
-                    raise AllocationError(f"ties[{gi}]: unknown layer name {m!r}; expected one of layer_names")
-                members.append(index[m])
-            elif isinstance(m, (int, np.integer)) and not isinstance(m, bool):
-                if not 0 <= m < L:
-                    raise AllocationError(f"ties[{gi}]: layer index {m} out of range; expected 0..{L - 1}")
-                members.append(int(m))
-            else:
-                raise AllocationError(f"ties[{gi}]: {m!r}; expected a layer index (int) or name (str)")
-        for m in members[1:]:
-            parent[find(m)] = find(members[0])
-    by_root: dict[int, list[int]] = {}
-    for l in range(L):
-        by_root.setdefault(find(l), []).append(l)
-    groups = tuple(sorted((tuple(g) for g in by_root.values()), key=lambda g: g[0]))
+    # ties -> index groups (merged, union-find) and keyed ties; components of both together
+    plain, keyed = parse_ties(ties, names, K)
+    index_groups = union_groups(L, plain)
+    groups = union_groups(L, [list(g) for g in index_groups] + [list(t.layers) for t in keyed])
 
     feasible = np.isfinite(w)
     for a in tables.values():
@@ -195,16 +215,20 @@ def validate_problem(omega: Any, costs: Mapping[str, Any], budgets: Mapping[str,
         l = int(none[0])
         raise AllocationError(f"{lname(l)} has no feasible option: each of its {K} options has an inf "
                               f"omega or cost; expected at least one finite option")
-    for g in groups:
-        if len(g) > 1:
-            common = feasible[list(g)].all(axis=0)
-            if not common.any():
-                who = ", ".join(lname(l) for l in g)
-                raise AllocationError(f"ties: the tied {who} have no option feasible for all of them; "
-                                      f"expected a shared finite option")
-            feasible[list(g)] = common
+    while True:  # index groups, then keyed ties, until nothing changes (overlapping ties)
+        for g in index_groups:
+            if len(g) > 1:
+                common = feasible[list(g)].all(axis=0)
+                if not common.any():
+                    who = ", ".join(lname(l) for l in g)
+                    raise AllocationError(f"ties: the tied {who} have no option feasible for all of "
+                                          f"them; expected a shared finite option")
+                feasible[list(g)] = common
+        if not prune_keyed(feasible, keyed, lname):
+            break
     p = Problem(omega=w, costs=tables, budgets=limits, layer_names=names, option_labels=labels,
-                groups=groups, feasible=feasible)
+                groups=groups, feasible=feasible, keyed=tuple(keyed),
+                index_groups=index_groups if keyed else None)
     for r, b in limits.items():
         least = p.min_total(r)
         if least > b:
@@ -239,7 +263,7 @@ def _bounded(objective: float, bound: float) -> tuple[str, float, float]:
 
 
 def solve_allocation(omega: Any, costs: Mapping[str, Any], budgets: Mapping[str, float],
-                     method: str = "milp", *, ties: Sequence[Sequence[int | str]] = (),
+                     method: str = "milp", *, ties: Sequence[Sequence[int | str] | Tie] = (),
                      layer_names: Sequence[str] | None = None,
                      option_labels: Sequence[Any] | None = None,
                      time_limit_s: float | None = None,
@@ -253,7 +277,8 @@ def solve_allocation(omega: Any, costs: Mapping[str, Any], budgets: Mapping[str,
         budgets: resource name (a key of ``costs``) -> limit on the sum over layers; ``inf`` =
             unconstrained. ``"greedy"`` and ``"dp"`` take exactly one.
         method: ``"milp"`` (exact), ``"greedy"`` (fast, bounded) or ``"dp"`` (discretized).
-        ties: groups of layer indices or names that must take the same option index.
+        ties: groups of layer indices or names that must take the same option index, or
+            `quant.allocate.ties.Tie` objects (a ``key`` per option: equal keys, not indices).
         layer_names: one unique name per layer (default ``layer0``, ``layer1``, ...).
         option_labels: one label (or `quant.allocate.Option`) per option (default ``option0``...).
         time_limit_s: ``"milp"`` only: HiGHS's time limit; stopping early gives status
@@ -281,7 +306,8 @@ def solve_allocation(omega: Any, costs: Mapping[str, Any], budgets: Mapping[str,
 
     if method == "milp":
         rows = [(p.costs[r], b) for r, b in p.budgets.items() if math.isfinite(b)]
-        res = solve_milp(p.omega, p.feasible, rows, p.ties, time_limit_s)
+        res = solve_milp(p.omega, p.feasible, rows, p.index_ties, time_limit_s,
+                         keyed=[(t.layers, t.key) for t in p.keyed])
         if res.choice is None:
             if res.status == "infeasible":
                 least = {r: p.min_total(r) for r in p.budgets}
@@ -304,14 +330,14 @@ def solve_allocation(omega: Any, costs: Mapping[str, Any], budgets: Mapping[str,
         r, b = _one_budget(p, method)
         w, c = p.collapsed(r)
         g = greedy_mckp(w, c, b)
-        choice = p.expand(g.choice)
+        choice = p.expand(g.choice, r)
         objective = _objective(p, choice)
         status, gap, lp = _bounded(objective, g.lp_bound)
     else:
         r, b = _one_budget(p, method)
         w, c = p.collapsed(r)
         d = solve_dp(w, c, b, dp_resolution)
-        choice = p.expand(d.choice)
+        choice = p.expand(d.choice, r)
         objective = _objective(p, choice)
         if d.exact:
             status, gap, lp = "optimal", 0.0, objective

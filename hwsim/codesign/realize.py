@@ -1,0 +1,169 @@
+"""From a per-layer plan (layer -> `Option`) to a quantized model, its integer program, its
+verification against float and its simulated cost: the "realize" half of the co-design loop.
+
+Formats of an option (`option_formats`):
+
+* weights, by the option's ``weight_format`` family at ``weight_bits``: "int" and "apot" as
+  `hwsim.flows.weight_format` (int: signed symmetric per channel, min-max; apot: signed, MSE
+  clipping), "binary" as `quant.BinaryFormat` with ``k = weight_bits`` terms ("ls1" for one
+  term, "gf" otherwise);
+* activations: a layer's option sets the format of its input *record* (the record whose output
+  is the layer's input, ``act_source``): ``IntFormat(act_bits, unsigned, asymmetric, per
+  tensor)``, as the base config's activations. Only ``act_format == "int"`` is supported
+  (`quant.QuantConfig` activations are IntFormat). Layers reading the same record must agree
+  (the loop ties them); a disagreement is a `CodesignError`.
+
+Records that feed no planned layer (residual adds' inputs, the logits) keep the base config's
+activation format.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+
+from hwsim.errors import HwsimError
+from quant.allocate import Option
+
+
+class CodesignError(HwsimError, ValueError):
+    """The co-design loop cannot do what was asked (bad input, or a realized program whose
+    layers do not run at the planned widths); one line naming what is wrong."""
+
+
+def weight_fmt(family: str, bits: int) -> Any:
+    """The weight format of ``family`` at ``bits`` (see the module docstring)."""
+    import quant
+    from hwsim.flows import weight_format
+
+    if family in ("int", "apot"):
+        return weight_format(family, bits)
+    if family == "binary":
+        return quant.BinaryFormat("ls1") if bits == 1 else quant.BinaryFormat("gf", k=bits)
+    raise CodesignError(f"weight_format {family!r}: the loop knows 'int', 'apot' and 'binary'")
+
+
+def act_fmt(family: str, bits: int) -> Any:
+    """The activation format at ``bits`` (int only; see the module docstring)."""
+    import quant
+
+    if family != "int":
+        raise CodesignError(f"act_format {family!r}: QuantConfig activations are IntFormat; the "
+                            f"loop supports act_format 'int' only")
+    return quant.IntFormat(bits=bits, signed=False, symmetric=False, per_channel=False)
+
+
+def sensitivity_formats(options: Sequence[Option]) -> dict[str, Callable[[int], Any]]:
+    """``formats`` for `quant.sensitivity.sensitivity_table`, so it scores the same weight formats
+    the loop realizes: a callable per non-int weight family ("int" comes from the base config,
+    whose weights are ``weight_fmt("int", base bits)``; passing "int" here would also change the
+    activations)."""
+    fams = {o.weight_format for o in options} - {"int"}
+    return {f: (lambda b, f=f: weight_fmt(f, b)) for f in sorted(fams)}
+
+
+def base_config(base: Option, seed: int = 0) -> Any:
+    """The uniform QuantConfig of the base option."""
+    import quant
+
+    return quant.QuantConfig(weight=weight_fmt(base.weight_format, base.weight_bits),
+                             activation=act_fmt(base.act_format, base.act_bits), seed=seed)
+
+
+def plan_config(base: Any, plan: Mapping[str, Option], act_source: Mapping[str, str]) -> Any:
+    """``base`` with every planned layer's weight format and input record's activation format."""
+    import dataclasses
+
+    layer_weight = dict(base.layer_weight)
+    layer_activation = dict(base.layer_activation)
+    chosen_act: dict[str, tuple[str, Option]] = {}
+    for name, opt in plan.items():
+        layer_weight[name] = weight_fmt(opt.weight_format, opt.weight_bits)
+        src = act_source[name]
+        if src in chosen_act:
+            other, o2 = chosen_act[src]
+            if (o2.act_format, o2.act_bits) != (opt.act_format, opt.act_bits):
+                raise CodesignError(f"layers {other!r} ({o2.label}) and {name!r} ({opt.label}) both "
+                                    f"read record {src!r} but want different activation formats; "
+                                    f"expected them tied")
+            continue
+        chosen_act[src] = (name, opt)
+        layer_activation[src] = act_fmt(opt.act_format, opt.act_bits)
+    return dataclasses.replace(base, layer_weight=layer_weight, layer_activation=layer_activation)
+
+
+@dataclass
+class Realization:
+    """A plan quantized, lowered, verified and costed.
+
+    ``cost``: `cost_network` of ``workload`` (= `program_workload(program)`): cycles at the
+    accelerator clock, energy in pJ. ``report``: `hwsim.verify.verify` on the evaluation images
+    (None if not verified).
+    """
+
+    plan: dict[str, Option]
+    config: Any
+    quantized: Any
+    program: Any
+    workload: list
+    cost: Any
+    report: Any = None
+
+    @property
+    def fidelity(self) -> dict[str, float | None]:
+        """``sqnr_db``: output SQNR of the integer program against the float model (dB);
+        ``top1_agreement``: fraction of evaluation images whose top-1 class matches float."""
+        s = {} if self.report is None else self.report.summary
+        return {"sqnr_db": s.get("output_sqnr_db_int_vs_float"),
+                "top1_agreement": s.get("top1_agreement_int_vs_float"),
+                "images": s.get("images")}
+
+    def per_layer(self) -> dict[str, list[float]]:
+        """Per resource, the simulated per-layer figures in program order."""
+        f = self.cost.per_layer
+        return {
+            "latency_cycles": [float(v) for v in f["total_cycles"]],
+            "compute_cycles": [float(v) for v in f["compute_cycles"]],
+            "energy_pj": [float(v) for v in f["energy_total_pj"]],
+            "dram_bytes": [float(a + b) for a, b in zip(f["dram_read_bytes"], f["dram_write_bytes"])],
+            "size_bits": [float(l.weight_count * l.weight_bits) for l in self.workload],
+            "bops": [float(m) * a * w for m, a, w in zip(f["macs"], f["act_bits"], f["weight_bits"])],
+        }
+
+    def totals(self) -> dict[str, float]:
+        """Per resource, the simulated network total (``math.fsum`` of the per-layer figures,
+        as the allocator sums its predictions)."""
+        return {r: math.fsum(v) for r, v in self.per_layer().items()}
+
+
+def realize(model: Any, accel: Any, plan: Mapping[str, Option], act_source: Mapping[str, str],
+            base: Any, calib: Any, eval_images: Any = None, *, name: str = "codesign",
+            lower_options: Mapping[str, Any] | None = None) -> Realization:
+    """Quantize ``model`` (float ``nn.Module``) with ``base`` (a QuantConfig) plus ``plan``,
+    calibrate on ``calib``, lower (dyadic requantization, 32-bit wrapping accumulators unless
+    ``lower_options`` say otherwise), verify on ``eval_images`` (skipped if None) and cost on
+    ``accel``. Checks that every planned layer runs at its planned widths and formats."""
+    import quant
+    from hwsim.cost import cost_network
+    from hwsim.lower import lower
+    from hwsim.verify import verify
+    from hwsim.workloads.program import program_workload
+
+    config = plan_config(base, plan, act_source)
+    qm = quant.quantize(model, config, [calib], example_input=calib[:1])
+    program = lower(qm, name=name, **{"requant": "dyadic", "accumulator_bits": 32,
+                                      "accumulator_mode": "wrap", **(lower_options or {})})
+    workload = program_workload(program)
+    for layer in workload:
+        opt = plan.get(layer.name)
+        if opt is None:
+            continue
+        got = (layer.weight_bits, layer.act_bits, layer.weight_format, layer.act_format)
+        want = (opt.weight_bits, opt.act_bits, opt.weight_format, opt.act_format)
+        if got != want:
+            raise CodesignError(f"layer {layer.name!r}: the program runs it at (weight_bits, "
+                                f"act_bits, weight_format, act_format) = {got}; the plan says {want}")
+    cost = cost_network(accel, workload)
+    report = None if eval_images is None else verify(qm, program, eval_images)
+    return Realization(dict(plan), config, qm, program, workload, cost, report)
