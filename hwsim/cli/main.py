@@ -208,6 +208,10 @@ def build_parser() -> argparse.ArgumentParser:
     mapping(sp)
     outputs(sp)
 
+    from hwsim.cli.allocate import add_parser as add_allocate
+
+    add_allocate(command)
+
     real = [m for m in ZOO_MODELS if not ZOO_WEIGHTS.get(m, "").startswith("random")]
     fake = [m for m in ZOO_MODELS if ZOO_WEIGHTS.get(m, "").startswith("random")]
     zoo = ", ".join(f"{m} ({ZOO_WEIGHTS[m]} weights)" for m in real) + (
@@ -259,7 +263,7 @@ def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
             sp.error(f"{', '.join(given)}: the quantization options apply to --model; an ONNX "
                      "model (--onnx) carries its own quantization")
         return
-    if args.command in ("verify", "demo") and args.images is not None \
+    if args.command in ("verify", "demo", "allocate") and args.images is not None \
             and getattr(args, "inputs", None) is None and args.images > N_EVAL_IMAGES:
         sp.error(f"argument --images: {args.images} requested, but the zoo has "
                  f"{N_EVAL_IMAGES} evaluation images")
@@ -312,10 +316,10 @@ def _main(argv: list[str] | None) -> int:
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         sys.stdout.flush()
         return _exit_status(exc)
-    from hwsim.cli import commands
+    from hwsim.cli import allocate, commands
 
     handler = {"demo": commands.demo, "simulate": commands.simulate, "cost": commands.cost,
-               "verify": commands.verify}[args.command]
+               "verify": commands.verify, "allocate": allocate.allocate}[args.command]
     prefix = f"hwsim {args.command}"
     try:
         status = handler(args) or 0
