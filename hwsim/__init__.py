@@ -7,7 +7,7 @@ program runs and is costed with numpy and numba alone. The bridges to `quant` (`
 import hwsim.ops  # noqa: F401  (registers the built-in IR ops first)
 from hwsim.analysis import accumulator_report
 from hwsim.arch import Accelerator, MemoryLevel, SystolicArray, load_accelerator
-from hwsim.cost import NetworkCost, OptionCosts, PrecisionOption, cost_network, price_options
+from hwsim.cost import NetworkCost, OptionCosts, cost_network, price_options
 from hwsim.errors import ConfigError, HwsimError, KernelError, ProgramError, WorkloadError
 from hwsim.executor import ExecutionResult, execute, execute_node
 from hwsim.ir import IntProgram, Node, TensorQuant, check_program, load_program, save_program
@@ -24,3 +24,12 @@ __all__ = [
     "PrecisionOption", "OptionCosts", "price_options",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    """``PrecisionOption`` is loaded on first use (see hwsim/cost/options.py)."""
+    if name == "PrecisionOption":
+        from hwsim.cost import options
+
+        return options.PrecisionOption
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

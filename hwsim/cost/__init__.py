@@ -3,7 +3,7 @@
 from hwsim.cost.energy import EnergyTable, accesses, energy_pj
 from hwsim.cost.layer_table import LayerTable
 from hwsim.cost.network import NetworkCost, cost_network, cost_table
-from hwsim.cost.options import RESOURCES, OptionCosts, PrecisionOption, price_options
+from hwsim.cost.options import RESOURCES, OptionCosts, price_options
 from hwsim.cost.result import LayerCosts, LevelCosts
 from hwsim.cost.traffic import Traffic, memory_traffic, transfer_cycles
 
@@ -25,3 +25,13 @@ __all__ = [
     "price_options",
     "transfer_cycles",
 ]
+
+
+
+def __getattr__(name: str):
+    """``PrecisionOption`` is loaded on first use (see hwsim/cost/options.py)."""
+    if name == "PrecisionOption":
+        from hwsim.cost import options
+
+        return options.PrecisionOption
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

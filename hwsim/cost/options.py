@@ -20,7 +20,7 @@ Resources, each an (L, K) float64 array (L layers, K options; exact integers up 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,16 +33,24 @@ from hwsim.cost.network import unit_costs
 from hwsim.mapping.buffers import DEFAULT_OBJECTIVE
 from hwsim.errors import WorkloadError
 from hwsim.workloads.layer import MAX_BITS, LayerShape
-from quant.allocate import Option
 
 RESOURCES = ("latency_cycles", "compute_cycles", "energy_pj", "dram_bytes", "size_bits", "bops")
 
 
-#: One quantization choice for a layer (widths and format families): quant's allocator option.
-PrecisionOption = Option
+def __getattr__(name: str) -> Any:
+    """``PrecisionOption`` is `quant.allocate.Option` (one quantization choice for a layer:
+    widths and format families), imported on first use: importing the cost model does not
+    import quant."""
+    if name == "PrecisionOption":
+        from quant.allocate import Option
+
+        return Option
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _check_options(options: Sequence[PrecisionOption]) -> tuple[PrecisionOption, ...]:
+    from quant.allocate import Option as PrecisionOption
+
     options = tuple(options)
     if not options:
         raise WorkloadError("price_options: no options given; expected at least one "
