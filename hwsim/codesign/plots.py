@@ -27,6 +27,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | Path) -> Path:
+    """Write `fig` to `path` (format by suffix, parents created) and close it."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def pareto_front(costs: Sequence[float], fidelities: Sequence[float]) -> list[int]:
     """Indices of the points no other point beats on both cost (lower) and fidelity (higher),
     sorted by cost."""
@@ -59,12 +69,7 @@ def plot_pareto(labels: Sequence[str], costs: Sequence[float], fidelities: Seque
     ax.set_ylabel(fidelity_label)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_layer_bits(layer_names: Sequence[str], weight_bits: Sequence[int],
@@ -93,9 +98,4 @@ def plot_layer_bits(layer_names: Sequence[str], weight_bits: Sequence[int],
     ax.set_ylabel("bits")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
