@@ -84,3 +84,20 @@ def test_simulate_prices_the_plan_and_the_uniform_flags(tmp_path, capsys):
     assert main(["simulate", "--hw", HW, "--model", "resnet18", "--plan",
                  str(tmp_path / "none.yaml")]) == 2
     assert "--plan" in capsys.readouterr().err
+
+
+def test_an_allocation_plan_for_another_model_names_the_missing_and_extra_layers():
+    layers = builtin_workload("resnet18")
+    names = [l.name for l in layers]
+    full = {"layers": {n: {"weight_bits": 4, "act_bits": 8} for n in names},
+            "allocation": {"objective": 0.0}}
+    assert [l.weight_bits for l in plan_from_dict(full).apply(layers)] == [4] * len(names)
+    partial = {"layers": {n: {"weight_bits": 4} for n in names[:-2]},
+               "allocation": {"objective": 0.0}}
+    with pytest.raises(WorkloadError, match=r"no entry for layers \['layer4.1.conv2', 'fc'\] "
+                                            r"\(2 of 21\)"):
+        plan_from_dict(partial, "plan.json").apply(layers)
+    extra = {"layers": {**full["layers"], "features.0.0": {"weight_bits": 4}},
+             "allocation": {"objective": 0.0}}
+    with pytest.raises(WorkloadError, match=r"\['features.0.0'\] match no layer"):
+        plan_from_dict(extra, "plan.json").apply(layers)

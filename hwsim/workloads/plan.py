@@ -52,13 +52,22 @@ class PrecisionPlan:
     entries: tuple[tuple[str, Precision], ...] = ()
     default: Precision = Precision()
     source: str = "<plan>"
+    #: an allocator's plan names every layer it allocated: a workload layer without an entry
+    #: means the plan was made for another model
+    complete: bool = False
 
     def apply(self, layers: Sequence[LayerShape]) -> list[LayerShape]:
         """`layers` with each one's precision replaced by its first matching entry (or the
         default). Raises `WorkloadError` naming the file and every entry that matches no
-        layer."""
+        layer, and, for an allocator's plan, the layers it has no entry for."""
         which = first_matches([pattern for pattern, _ in self.entries],
                               [layer.name for layer in layers], self.source)
+        missing = [layer.name for layer, i in zip(layers, which) if i is None]
+        if self.complete and missing:
+            raise WorkloadError(f"{self.source}: the allocation has no entry for layers "
+                                f"{missing[:6]}{' ...' if len(missing) > 6 else ''} "
+                                f"({len(missing)} of {len(layers)}); it was made for another "
+                                f"model or workload")
         return [self.default.apply(layer) if i is None else self.entries[i][1].apply(layer)
                 for layer, i in zip(layers, which)]
 
@@ -106,7 +115,8 @@ def plan_from_dict(raw: Any, source: str = "<plan>") -> PrecisionPlan:
         detail = "; ".join(errors)
         raise WorkloadError(f"{source}: {detail}" if len(errors) == 1 else
                             f"{source}: {len(errors)} problems: {detail}")
-    return PrecisionPlan(tuple(entries), default, source)
+    return PrecisionPlan(tuple(entries), default, source,
+                         complete=top.get("allocation") is not None)
 
 
 def load_plan(path: str | Path) -> PrecisionPlan:
