@@ -3,7 +3,7 @@
 
 Run with the separate ZigZag venv (never the project venv):
 
-    /work/venvs/zigzag/bin/python scripts/zigzag_reference.py
+    /tmp/zigzag-venv/bin/python scripts/zigzag_reference.py
 
 It writes the ZigZag inputs it uses (accelerator, workload and mapping YAML) to
 ``tests/data/zigzag/inputs/`` and the results to ``tests/data/zigzag/reference.json``.
