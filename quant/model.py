@@ -142,20 +142,27 @@ class QuantizedModel:
 
     def __init__(self, graph: LayerGraph, config: QuantConfig,
                  act_params: Mapping[str, QuantParams],
-                 binary_scales: Mapping[str, np.ndarray] | None = None) -> None:
-        """``binary_scales``: running input-binarizer scales (k,) in real units, per layer."""
+                 binary_scales: Mapping[str, np.ndarray] | None = None,
+                 weight_params: Mapping[str, Any] | None = None) -> None:
+        """``binary_scales``: running input-binarizer scales (k,) in real units, per layer.
+        ``weight_params``: layer name -> weight parameters fixed by a calibration step (e.g.
+        AdaQuant's optimized scales), in the form the layer's format family fits them; those
+        layers' weights are encoded with them instead of being fitted."""
         self.graph = graph
         self.config = config
         self._act = dict(act_params)
         self._w_params: dict[str, Any] = {}
         self._w_codes: dict[str, np.ndarray] = {}
         self._b_codes: dict[str, np.ndarray | None] = {}
+        self._fixed_w_params = dict(weight_params or {})
         weighted = set(graph.names("conv2d")) | set(graph.names("linear"))
         for what, names in (("layer_weight", config.layer_weight),
-                            ("binary_inputs", config.binary_inputs)):
+                            ("binary_inputs", config.binary_inputs),
+                            ("weight_params", self._fixed_w_params)):
             unknown = sorted(set(names) - weighted)
             if unknown:
-                raise QuantError(f"QuantConfig.{what} names {unknown} that are not conv2d or "
+                owner = "QuantizedModel" if what == "weight_params" else "QuantConfig"
+                raise QuantError(f"{owner}.{what} names {unknown} that are not conv2d or "
                                  f"linear layers; e.g. {graph.names('conv2d')[:3]}")
         own = {r.name for r in graph if r.op in REQUANTIZING_OPS}
         unknown = sorted(set(config.layer_activation) - own)
@@ -179,7 +186,9 @@ class QuantizedModel:
         fmt = self.config.weight_format(rec.name)
         entry = format_entry(fmt)
         try:
-            params = entry.fit(rec.weight, fmt)
+            params = self._fixed_w_params.get(rec.name)
+            if params is None:
+                params = entry.fit(rec.weight, fmt)
         except QuantError as exc:
             raise QuantError(f"layer {rec.name!r} ({fmt.describe()} weights): {exc}") from None
         if rec.name in self.config.binary_inputs and entry.name != "binary":
