@@ -34,7 +34,7 @@ from torch import nn
 
 from quant._validate import check_int
 from quant.binary_input import BinaryInput, binarize_codes
-from quant.calibrate import REQUANTIZING_OPS, calibrate
+from quant.calibrate import REQUANTIZING_OPS, CalibrationState, calibrate
 from quant.capture import capture
 from quant.errors import CalibrationError, QuantError
 from quant.execute import float_params, run_graph
@@ -393,6 +393,14 @@ def quantize(model: nn.Module, config: QuantConfig | None = None,
     Raises:
         CalibrationError: empty calibration data; UnsupportedOpError: capture failed.
     """
+    return initial_state(model, config, calibration_data, example_input).model()
+
+
+def initial_state(model: nn.Module, config: QuantConfig | None = None,
+                  calibration_data: Iterable[torch.Tensor] = (),
+                  example_input: torch.Tensor | None = None) -> CalibrationState:
+    """Capture and range calibration (the arguments of ``quantize``): the state every
+    post-training step starts from."""
     config = QuantConfig() if config is None else config
     if not isinstance(config, QuantConfig):
         raise QuantError(f"quantize: config must be a QuantConfig; got {type(config).__name__}")
@@ -418,4 +426,4 @@ def quantize(model: nn.Module, config: QuantConfig | None = None,
     act, binary_scales = calibrate(graph, all_batches(), config.activation,
                                    config.reservoir_size, config.seed, config.binary_inputs,
                                    config.layer_activation)
-    return QuantizedModel(graph, config, act, binary_scales)
+    return CalibrationState(graph, config, act, binary_scales)

@@ -40,3 +40,24 @@ def test_unknown_layer_is_named():
     graph, cfg, act, scales, _ = _graph_and_act()
     with pytest.raises(quant.QuantError, match=r"QuantizedModel.weight_params names \['nope'\]"):
         QuantizedModel(graph, cfg, act, scales, weight_params={"nope": None})
+
+
+def test_state_model_equals_quantize_and_with_layer_changes_one_record():
+    from quant.calibrate import with_layer
+    from quant.model import initial_state
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1))
+    x = torch.randn(2, 3, 8, 8)
+    state = initial_state(net, quant.QuantConfig(), [x])
+    direct = quant.quantize(net, quant.QuantConfig(), [x])
+    torch.testing.assert_close(state.model().forward(x), direct.forward(x), rtol=0, atol=0)
+    first, second = state.graph.names("conv2d")
+    graph2 = with_layer(state.graph, first, bias=np.zeros(4, np.float32))
+    assert graph2[second] is state.graph[second]
+    np.testing.assert_array_equal(graph2[first].bias, 0)
+    assert state.graph[first].bias.any()  # the original graph is untouched
+    with pytest.raises(quant.QuantError, match="new weight has shape"):
+        with_layer(state.graph, first, weight=np.zeros((4, 3, 1, 1)))
+    # ranges observed again on the changed float graph
+    moved = state.replace(graph=graph2).recalibrated([x])
+    assert moved.act_params[first].scale != state.act_params[first].scale
