@@ -24,8 +24,12 @@ from quant.allocate.ties import satisfied  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 BITFUSION = REPO / "hw_configs" / "bitfusion.yaml"
 HETERO = REPO / "hw_configs" / "hetero_int8_apot.yaml"
+HETERO3 = REPO / "hw_configs" / "hetero_int8_xnor_apot.yaml"
 INT_OPTIONS = [Option(8, 8), Option(4, 8), Option(8, 4), Option(4, 4), Option(2, 2)]
 APOT_OPTIONS = [Option(8, 8), Option(4, 8), Option(4, 8, "apot"), Option(5, 8, "apot")]
+# int, APoT and least-squares binary weights (1 and 2 sign planes, inputs as 4 bit planes)
+JOINT_OPTIONS = [Option(8, 8), Option(4, 8), Option(4, 4), Option(4, 8, "apot"),
+                 Option(1, 4, "binary"), Option(2, 4, "binary")]
 
 
 class TinyNet(nn.Module):
@@ -151,6 +155,41 @@ def test_hetero_loop_int_and_apot(hetero):
         assert r.units[n] == ("shift_add" if o.weight_format == "apot" and not first_or_last
                               else "int8_array")
     _check_result(r, p)
+
+
+@pytest.fixture(scope="module")
+def joint():
+    net, calib, evals = _net_and_images()
+    return prepare(net, HETERO3, JOINT_OPTIONS, calib=calib, eval_images=evals)
+
+
+def test_joint_format_choice_int_apot_binary(joint):
+    """One accelerator with an int8 array, a shift-add unit and an XNOR unit: the format an
+    option gives a layer decides its unit, and the allocator picks formats across all three."""
+    p = joint
+    unit_of = {"int": "int8_array", "apot": "shift_add", "binary": "binary"}
+    for l, name in enumerate(p.layers):
+        edge = l in (0, len(p.layers) - 1)
+        assert p.units[l].tolist() == ["int8_array" if edge else unit_of[o.weight_format]
+                                       for o in JOINT_OPTIONS]
+    # a tight model size needs 1-2-bit binary weights; a tight latency, the shift-add unit
+    # (the int8 array gains nothing below 8 bits; APoT W4 is the fastest option there)
+    size_lo, lat_lo = p.min_total("size_bits"), p.min_total("latency_cycles")
+    cases = {"binary": {"size_bits": size_lo + 0.2 * (p.base_totals["size_bits"] - size_lo)},
+             "apot": {"latency_cycles": lat_lo + 0.1 * (p.base_totals["latency_cycles"] - lat_lo)}}
+    for family, budgets in cases.items():
+        r = p.solve(budgets)
+        for n, o in r.chosen.items():
+            edge = n in (r.layers[0], r.layers[-1])
+            assert r.units[n] == ("int8_array" if edge else unit_of[o.weight_format])
+        inner = {o.weight_format for n, o in r.chosen.items()
+                 if n not in (r.layers[0], r.layers[-1])}
+        assert family in inner, (family, inner)
+        _check_result(r, p)
+        # binary layers read at most 4-bit inputs (the XNOR unit's planes), through the ties
+        for layer in r.realization.workload:
+            if layer.weight_format == "binary":
+                assert layer.act_bits == 4
 
 
 def test_uniform_baseline_equals_base_totals(bitfusion):
