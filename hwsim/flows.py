@@ -49,7 +49,47 @@ def weight_format(family: str, bits: int, per_channel: bool = True,
     if family == "apot":
         return quant.APoTFormat(bits=bits, signed=True, per_channel=per_channel,
                                 clipping={"minmax": "max"}.get(clipping, "mse"))
-    raise HwsimError(f"unknown weight format {family!r}; expected one of {list(WEIGHT_FAMILIES)}")
+    if family == "binary":  # least-squares sign planes: `bits` = planes (1: "ls1", else "gf")
+        return quant.BinaryFormat("ls1") if bits == 1 else quant.BinaryFormat("gf", k=bits)
+    raise HwsimError(f"unknown weight format {family!r}; expected one of "
+                     f"{list(WEIGHT_FAMILIES) + ['binary']}")
+
+
+def plan_formats(records: list, plan: Any, *, family: str, bits: int, act_bits: int,
+                 per_channel: bool = True, clipping: str | None = None
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A precision plan (`hwsim.workloads.plan.PrecisionPlan`) as QuantConfig overrides:
+    (``layer_weight``, ``layer_activation``) for the conv/linear ``records`` (quant
+    `LayerRecord`s). A layer's fields the plan omits keep the uniform ``family``/``bits``/
+    ``act_bits``; its ``act_bits`` set the format of the record it reads (its input), so layers
+    reading one record must agree. Raises `HwsimError` naming the plan file and the layer."""
+    import quant
+
+    layer_weight: dict[str, Any] = {}
+    layer_activation: dict[str, Any] = {}
+    act_of: dict[str, tuple[str, int]] = {}
+    for rec, p in zip(records, plan.resolve([r.name for r in records])):
+        where = f"{plan.source}: layer {rec.name!r}"
+        if p.act_format not in (None, "int"):
+            raise HwsimError(f"{where}: act_format {p.act_format!r}; the integer program's "
+                             f"activations are 'int' codes")
+        fam, wb, ab = p.weight_format or family, p.weight_bits or bits, p.act_bits or act_bits
+        try:
+            if p.weight_format is not None or p.weight_bits is not None:
+                layer_weight[rec.name] = weight_format(fam, wb, per_channel, clipping)
+                quant.QuantConfig(weight=layer_weight[rec.name])  # the family's width checks
+            act = quant.IntFormat(bits=ab, signed=False, symmetric=False, per_channel=False)
+        except (quant.QuantError, HwsimError) as exc:
+            raise HwsimError(f"{where}: {exc}") from None
+        src = rec.inputs[0]
+        if src in act_of and act_of[src][1] != ab:
+            raise HwsimError(f"{where}: act_bits {ab}, but layer {act_of[src][0]!r} reads the same "
+                             f"input ({src!r}) at act_bits {act_of[src][1]}; layers reading one "
+                             f"tensor must agree")
+        act_of[src] = (rec.name, ab)
+        if ab != act_bits:
+            layer_activation[src] = act
+    return layer_weight, layer_activation
 
 
 def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_bits: int | None = None,
@@ -58,14 +98,16 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
                        image_size: int = 224, engine: str | None = None,
                        weight_family: str = "int", first_last_int8: bool = False,
                        weight_clipping: str | None = None,
-                       depthwise_int8: bool = False) -> QuantizedFlow:
+                       depthwise_int8: bool = False, plan: Any = None) -> QuantizedFlow:
     """Quantize a built-in model: weights of `weight_family` ("int": signed symmetric uniform,
     "apot": additive powers of two) at `bits` bits, per channel by default; activations
     `act_bits`-bit (default: `bits`) unsigned asymmetric per tensor, min-max ranges.
     `first_last_int8`: the first and last conv/linear layers keep int8 per-channel weights (the
     usual practice for low-bit networks); `depthwise_int8`: so do the depthwise convs.
     `weight_clipping`: see `weight_format`. `engine`: compute every uniform conv/linear as that
-    real engine does (see `hwsim.lower.lower`)."""
+    real engine does (see `hwsim.lower.lower`). `plan`: a `PrecisionPlan` applied on top, per
+    layer (see `plan_formats`; the --first-last-int8 / --depthwise-int8 layers it names follow
+    the plan)."""
     import quant
     from hwsim import zoo
     from hwsim.lower import lower
@@ -76,19 +118,26 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
     model.eval()
     calib = zoo.sample_images("calib", size=image_size)
     evals = zoo.sample_images("eval", size=image_size)
-    layer_weight = {}
-    if first_last_int8 or depthwise_int8:
+    layer_weight: dict[str, Any] = {}
+    layer_activation: dict[str, Any] = {}
+    if first_last_int8 or depthwise_int8 or plan is not None:
         records = [r for r in quant.capture(model, calib[:1]) if r.op in ("conv2d", "linear")]
         keep = [records[0], records[-1]] if first_last_int8 else []
         if depthwise_int8:
             keep += [r for r in records if r.op == "conv2d" and r.weight.shape[1] == 1
                      and int(r.attrs["groups"]) > 1]
         layer_weight = {r.name: weight_format("int", 8, per_channel) for r in keep}
+        if plan is not None:
+            planned, layer_activation = plan_formats(
+                records, plan, family=weight_family, bits=bits, act_bits=act_bits or bits,
+                per_channel=per_channel, clipping=weight_clipping)
+            layer_weight.update(planned)
     config = quant.QuantConfig(
         weight=weight_format(weight_family, bits, per_channel, weight_clipping),
         activation=quant.IntFormat(bits=act_bits or bits, signed=False, symmetric=False,
                                    per_channel=False),
         layer_weight=layer_weight,
+        layer_activation=layer_activation,
     )
     qm = quant.quantize(model, config, [calib], example_input=calib[:1])
     suffix = "" if weight_family == "int" else f"_{weight_family}"

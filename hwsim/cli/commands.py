@@ -186,8 +186,14 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
     from hwsim.verify import verify as run_verify
 
     source = _model_inputs(args)
+    plan = None
+    if args.plan is not None:
+        from hwsim.workloads.plan import load_plan
+
+        check_input_file("--plan", args.plan, "a precision plan (YAML or JSON)")
+        plan = load_plan(args.plan)
     steps.set_description("quantize + lower")
-    flow = quantize_zoo_model(model, bits=args.bits, act_bits=args.act_bits,
+    flow = quantize_zoo_model(model, bits=args.bits, act_bits=args.act_bits, plan=plan,
                               per_channel=not args.per_tensor, requant=args.requant,
                               accumulator_bits=args.acc_bits, accumulator_mode=args.acc_mode,
                               engine=getattr(args, "engine", None),

@@ -43,7 +43,7 @@ RANDOM_WEIGHTS_NOTE = ("the built-in {model} has random (seeded) weights, not tr
                        "(only mobilenet_v2 has real ImageNet weights)")
 # Options of `verify` that configure quantization: --model only (an ONNX model is quantized).
 QUANT_OPTIONS = ("bits", "weight_format", "weight_clipping", "first_last_int8", "depthwise_int8",
-                 "act_bits", "per_tensor", "requant", "acc_bits", "acc_mode")
+                 "act_bits", "per_tensor", "requant", "acc_bits", "acc_mode", "plan")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -242,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "normalized), verified a few at a time in bounded memory (default: "
                          "the zoo's 50 evaluation images)")
     quant_opts(sp)
+    sp.add_argument("--plan", metavar="FILE", default=None,
+                    help="per-layer precision plan (YAML/JSON, e.g. `hwsim allocate --out`): "
+                         "layer names or globs -> weight_bits, act_bits, weight_format (int, "
+                         "apot, binary); a layer's act_bits set the width of the tensor it reads; "
+                         "fields a layer's entry omits keep --bits/--act-bits/--weight-format")
     backend(sp)
     sp.add_argument("--save-program", metavar="PATH",
                     help="also save the integer program (PATH.json and PATH.npz)")

@@ -34,13 +34,10 @@ class CodesignError(HwsimError, ValueError):
 
 def weight_fmt(family: str, bits: int) -> Any:
     """The weight format of ``family`` at ``bits`` (see the module docstring)."""
-    import quant
     from hwsim.flows import weight_format
 
-    if family in ("int", "apot"):
+    if family in ("int", "apot", "binary"):
         return weight_format(family, bits)
-    if family == "binary":
-        return quant.BinaryFormat("ls1") if bits == 1 else quant.BinaryFormat("gf", k=bits)
     raise CodesignError(f"weight_format {family!r}: the loop knows 'int', 'apot' and 'binary'")
 
 

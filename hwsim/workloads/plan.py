@@ -60,16 +60,19 @@ class PrecisionPlan:
         """`layers` with each one's precision replaced by its first matching entry (or the
         default). Raises `WorkloadError` naming the file and every entry that matches no
         layer, and, for an allocator's plan, the layers it has no entry for."""
-        which = first_matches([pattern for pattern, _ in self.entries],
-                              [layer.name for layer in layers], self.source)
-        missing = [layer.name for layer, i in zip(layers, which) if i is None]
+        return [p.apply(layer) for layer, p in zip(layers, self.resolve([l.name for l in layers]))]
+
+    def resolve(self, names: Sequence[str]) -> list[Precision]:
+        """Per layer name, its first matching entry's precision (or the default); the checks
+        of `apply`."""
+        which = first_matches([pattern for pattern, _ in self.entries], list(names), self.source)
+        missing = [name for name, i in zip(names, which) if i is None]
         if self.complete and missing:
             raise WorkloadError(f"{self.source}: the allocation has no entry for layers "
                                 f"{missing[:6]}{' ...' if len(missing) > 6 else ''} "
-                                f"({len(missing)} of {len(layers)}); it was made for another "
+                                f"({len(missing)} of {len(names)}); it was made for another "
                                 f"model or workload")
-        return [self.default.apply(layer) if i is None else self.entries[i][1].apply(layer)
-                for layer, i in zip(layers, which)]
+        return [self.default if i is None else self.entries[i][1] for i in which]
 
 
 def _precision_fields(known_formats: Sequence[str]) -> tuple[Field, ...]:
