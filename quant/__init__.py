@@ -11,7 +11,7 @@ from importlib import import_module
 from typing import Any
 
 from quant.binary_input import BinaryInput
-from quant.errors import CalibrationError, QuantError, UnsupportedOpError
+from quant.errors import CalibrationError, DegenerateChannelWarning, QuantError, UnsupportedOpError
 from quant.formats import (APoTFormat, APoTParams, BinaryFormat, BinaryParams, FormatEntry, IntFormat, QuantParams,
                            binary_fake_quant, encode_binary, fit_binary, fit_int_params,
                            fit_params, format_family, register_format, registered_formats)
@@ -78,6 +78,7 @@ __all__ = [
     "BinaryInput",
     "BinaryParams",
     "CalibrationError",
+    "DegenerateChannelWarning",
     "FormatEntry",
     "IntFormat",
     "LayerGraph",

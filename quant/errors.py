@@ -11,3 +11,8 @@ class UnsupportedOpError(QuantError):
 
 class CalibrationError(QuantError):
     """Calibration data or observers are missing or invalid."""
+
+
+class DegenerateChannelWarning(UserWarning):
+    """A layer's weight channels were given adjusted scales: all-zero, negligibly small beside
+    the layer's, or with a bias its fitted scale cannot hold (see ``quant.QuantConfig``)."""

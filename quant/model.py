@@ -19,10 +19,38 @@ Fake-quant semantics (the integer program matches these up to requantization rou
 * matmul: ``fq(a_fq @ b_fq)`` (float32).  layernorm / gelu / softmax: the float32 torch op on
   the fake-quant input (float parameters: LayerNorm's gamma and beta are not quantized), then
   ``fq``: they run in float on a vector unit.
+
+Degenerate channels of per-channel int weights (e.g. a BatchNorm channel with gamma ~ 0 folded
+into its conv: weights ~1e-9 beside ~1e-1, and a bias of order 1).  Fitted on its own, such a
+channel's scale is so small that its bias codes ``rint(b / (s_x · s_w))`` overflow int32 and its
+requantization multiplier ``s_x · s_w / s_y`` is too small for an integer program to store.
+After fitting, with ``S`` the layer's largest channel scale and ``B = bias_bits``:
+
+1. an all-zero channel gets scale ``S`` (not the placeholder 1.0 an empty range is given), so
+   its bias is stored on the same step as its neighbours';
+2. a scale below ``2^-16 · S`` is raised to ``2^-16 · S`` (``DEGENERATE_SCALE_RATIO``): the
+   channel's requantization multiplier stays within 2^16 of the layer's largest (a dyadic
+   ``m · 2^-shift`` holds nothing below 2^-33), and only weights 2^16 times smaller than the
+   layer's widest channel's (typically far below an output step) are quantized more coarsely;
+3. a channel whose bias codes leave the int``B`` range gets the smallest float32 scale that keeps
+   them within ``±2^(B-2)``, half the range.  Its weight codes then use at most about half
+   the code range (a dead channel's round to 0), so bias plus products fits a B-bit
+   accumulator whenever a healthy channel's products do.  ONNX Runtime's ``quantize_static``
+   raises the weight scale the same way (to the full int32 range).  The channel computes
+   ``bias + (coarse weights) · x``, its float output to within its weights' size.  A scale
+   needed above ``S`` means the bias is too large for int``B`` codes at the layer's scales:
+   QuantError, naming the ``bias_bits`` that would do.
+
+A ``DegenerateChannelWarning`` names the layer and the channels of each case.  Other channels
+keep their fitted scales, and the adjusted scales are ordinary per-channel ``QuantParams``
+scales, so lowering, the integer program and the fake-quant model need nothing else.  Weight
+parameters fixed by a calibration step (``weight_params``) and other families (APoT, binary,
+per-tensor) are used as fitted; a bias they cannot hold is an error.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -36,10 +64,11 @@ from quant._validate import check_int
 from quant.binary_input import BinaryInput, binarize_codes
 from quant.calibrate import REQUANTIZING_OPS, CalibrationState, calibrate
 from quant.capture import capture
-from quant.errors import CalibrationError, QuantError
+from quant.errors import CalibrationError, DegenerateChannelWarning, QuantError
 from quant.execute import float_params, run_graph
 from quant.formats import BinaryParams, IntFormat, QuantParams
 from quant.formats.registry import FormatEntry, format_entry
+from quant.formats.uniform_fit import float32_at_least, settle_channel_scales, with_channel_scales
 from quant.graph import WEIGHTED_OPS, LayerGraph, LayerRecord
 
 DEFAULT_WEIGHT_FORMAT = IntFormat(bits=8, signed=True, symmetric=True, per_channel=True)
@@ -54,9 +83,12 @@ class QuantConfig:
         weight: format of conv2d / linear weights, any registered format (``IntFormat``:
             per-channel means axis 0, output channels; ``BinaryFormat``: axis 0 or None).
         activation: per-tensor format of every activation (record outputs and the input).
-        bias_bits: width of the bias codes (int32 by default); codes outside it are an error.
-            Binary layers keep a float bias (their output scale is not a product of two
-            static scales).
+        bias_bits: width of the bias codes (int32 by default).  A per-channel int weight
+            channel whose bias codes would leave this range at its fitted scale gets a larger
+            weight scale instead (see "Degenerate channels" below); a bias that no scale up
+            to the layer's largest holds, or one of another weight format, is an error naming
+            the width that would do.  Binary layers keep a float bias (their output scale is
+            not a product of two static scales).
         layer_weight: per-layer weight format overrides, record name -> format.
         layer_activation: per-record output format overrides (per-tensor IntFormat), record
             name -> format; e.g. 16-bit residual streams beside 8-bit layer inputs.
@@ -64,6 +96,15 @@ class QuantConfig:
             input (per sample, or with running scales calibrated here).
         reservoir_size: values kept per activation for percentile / MSE calibration.
         seed: seed of the calibration reservoirs.
+
+    Degenerate channels (per-channel int weights; the module docstring of ``quant.model`` has
+    the details): an all-zero channel gets the layer's largest channel scale ``S``; a channel
+    scale below ``2^-16 · S`` is raised to it; a channel whose bias codes leave the
+    ``bias_bits`` range gets the smallest scale, up to ``S``, that keeps them within half of it
+    (a dead channel, e.g. BatchNorm with gamma ~ 0 folded into the conv, then has weight codes
+    near 0 and outputs its bias, as in float).  Each case warns with a
+    ``quant.DegenerateChannelWarning`` naming the layer and channels; make it an error with
+    ``warnings.simplefilter("error", quant.DegenerateChannelWarning)``.
     """
 
     weight: Any = DEFAULT_WEIGHT_FORMAT
@@ -125,6 +166,62 @@ def _check_weight_format(fmt: Any, where: str) -> None:
     if problem is not None:
         raise QuantError(f"{where}: {problem}")
 
+def _in_bias_range(codes: np.ndarray, bits: int) -> bool:
+    lim = 2 ** (bits - 1)
+    return bool(np.all(codes >= -lim) and np.all(codes <= lim - 1))
+
+
+def _bias_overflow(name: str, codes: np.ndarray, bits: int) -> str:
+    lim = 2 ** (bits - 1)
+    return (f"layer {name!r}: bias codes reach {float(np.abs(codes).max()):.4g}, outside the "
+            f"int{bits} range [{-lim}, {lim - 1}]")
+
+
+def _channels(mask: np.ndarray, shown: int = 8) -> str:
+    """'channel 3' or 'channels [0, 5, ...] (12 of 64)'."""
+    idx = np.flatnonzero(mask).tolist()
+    if len(idx) == 1:
+        return f"channel {idx[0]}"
+    listed = ", ".join(map(str, idx[:shown])) + (", ..." if len(idx) > shown else "")
+    return f"channels [{listed}] ({len(idx)} of {mask.size})"
+
+
+def _scales_for_bias(bias: np.ndarray, s_x: float, scale: np.ndarray, bits: int,
+                     cap: float) -> tuple[np.ndarray | None, np.ndarray]:
+    """Per-channel weight scales with which the bias codes ``rint(bias / (s_x · scale))`` fit
+    int``bits``: a channel outside it gets the smallest float32 scale that keeps its codes
+    within ``±2^(bits-2)``.  Returns (scales, mask of the channels raised); scales is None when
+    a channel would need more than ``cap``."""
+    codes = np.rint(bias / (s_x * scale))
+    lim = 2 ** (bits - 1)
+    over = (codes < -lim) | (codes > lim - 1)
+    if not over.any():
+        return scale, over
+    need = np.abs(bias) / (s_x * 2.0 ** (bits - 2))
+    if np.any(need[over] > cap):
+        return None, over & (need > cap)
+    return np.where(over, np.maximum(scale, float32_at_least(need)), scale), over
+
+
+def _warn_degenerate(rec: LayerRecord, zero: np.ndarray, floored: np.ndarray,
+                     raised: np.ndarray, bits: int) -> None:
+    """One DegenerateChannelWarning naming layer ``rec`` and the channels of each case."""
+    parts = []
+    if raised.any():
+        parts.append(f"{_channels(raised)}: bias codes beyond int{bits} at the fitted scale, "
+                     "scale raised until they fit in half of it (tiny weights round to 0: the "
+                     "output is the bias)")
+    if zero.any():
+        parts.append(f"{_channels(zero)}: all-zero weights, given the layer's largest scale")
+    if floored.any():
+        parts.append(f"{_channels(floored)}: scale below 2^-16 of the layer's largest, raised "
+                     "to that floor")
+    where = f" ({rec.module_path})" if rec.module_path not in ("", rec.name) else ""
+    warnings.warn(DegenerateChannelWarning(
+        f"layer {rec.name!r}{where}: degenerate weight channels: {'; '.join(parts)}"),
+        stacklevel=4)
+
+
 def _fq_tensor(t: torch.Tensor, p: QuantParams) -> torch.Tensor:
     """Per-tensor fake quantization in float64, returned as float32 (see module docstring)."""
     s, zp = float(p.scale), int(p.zero_point)
@@ -185,15 +282,16 @@ class QuantizedModel:
     def _quantize_weights(self, rec: LayerRecord) -> None:
         fmt = self.config.weight_format(rec.name)
         entry = format_entry(fmt)
+        fixed = self._fixed_w_params.get(rec.name)
         try:
-            params = self._fixed_w_params.get(rec.name)
-            if params is None:
-                params = entry.fit(rec.weight, fmt)
+            params = entry.fit(rec.weight, fmt) if fixed is None else fixed
         except QuantError as exc:
             raise QuantError(f"layer {rec.name!r} ({fmt.describe()} weights): {exc}") from None
         if rec.name in self.config.binary_inputs and entry.name != "binary":
             raise QuantError(f"layer {rec.name!r}: an input binarizer needs binary weights; the "
                              f"layer's weight format is {fmt.describe()}")
+        if fixed is None and isinstance(params, QuantParams) and params.per_channel:
+            params = self._settle_channels(rec, params)
         self._w_params[rec.name] = params
         self._w_codes[rec.name] = entry.encode(params, rec.weight)
         has_int_bias = rec.bias is not None and entry.code_scale(params) is not None
@@ -224,12 +322,49 @@ class QuantizedModel:
 
     def _bias_codes(self, rec: LayerRecord) -> np.ndarray:
         codes = np.rint(rec.bias.astype(np.float64) / self._bias_scale(rec))
-        lim = 2 ** (self.config.bias_bits - 1)
-        if np.any(codes < -lim) or np.any(codes > lim - 1):
-            worst = float(np.abs(codes).max())
-            raise QuantError(f"layer {rec.name!r}: bias codes reach {worst:.4g}, outside the "
-                             f"int{self.config.bias_bits} range [{-lim}, {lim - 1}]")
+        bits = self.config.bias_bits
+        if not _in_bias_range(codes, bits):
+            wide = next((n for n in range(bits + 1, 33) if _in_bias_range(codes, n)), None)
+            hint = (f"set QuantConfig.bias_bits to at least {wide}" if wide is not None else
+                    "they need more than 32 bits; a per-channel int weight format raises a "
+                    "channel's scale to fit its bias (QuantConfig.layer_weight)")
+            raise QuantError(f"{_bias_overflow(rec.name, codes, bits)}; {hint}")
         return codes.astype(np.int64)
+
+    def _settle_channels(self, rec: LayerRecord, params: QuantParams) -> QuantParams:
+        """Per-channel int weight parameters with degenerate channels given usable scales and
+        a warning naming them (the policy of the module docstring)."""
+        params, zero, floored = settle_channel_scales(rec.weight, params)
+        raised = np.zeros(zero.shape, dtype=bool)
+        if rec.bias is not None:
+            params, raised = self._scales_for_bias(rec, params)
+        if zero.any() or floored.any() or raised.any():
+            _warn_degenerate(rec, zero, floored & ~raised, raised, self.config.bias_bits)
+        return params
+
+    def _scales_for_bias(self, rec: LayerRecord, params: QuantParams
+                         ) -> tuple[QuantParams, np.ndarray]:
+        """``params`` with the channels whose bias codes leave the ``bias_bits`` range raised
+        (``_scales_for_bias``), and the mask of those channels; QuantError naming the width to
+        use when a channel would need more than the layer's largest scale."""
+        bias = rec.bias.astype(np.float64)
+        s_x = float(self.act_params(rec.inputs[0]).scale)
+        bits, cap = self.config.bias_bits, float(params.scale.max())
+        scale, raised = _scales_for_bias(bias, s_x, params.scale, bits, cap)
+        if scale is None:
+            codes = np.rint(bias / (s_x * params.scale))
+            wide = next((n for n in range(bits + 1, 33)
+                         if _scales_for_bias(bias, s_x, params.scale, n, cap)[0] is not None),
+                        None)
+            hint = (f"set QuantConfig.bias_bits to at least {wide}" if wide is not None else
+                    "no bias width up to 32 bits holds them: the bias is too large for the "
+                    "layer's input and weight scales")
+            raise QuantError(f"{_bias_overflow(rec.name, codes, bits)}, and raising the weight "
+                             f"scale of {_channels(raised)} until they fit would exceed the "
+                             f"layer's largest channel scale; {hint}")
+        if raised.any():
+            params = with_channel_scales(params, scale)
+        return params, raised
 
     def _torch_params(self) -> dict[str, tuple[torch.Tensor, torch.Tensor | None]]:
         """Per weighted layer, the fake-quant weight (the family's decoded codes) and bias

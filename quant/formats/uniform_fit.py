@@ -8,6 +8,13 @@ All arithmetic is numpy float64.  Per-channel formats reduce over every axis exc
   range ``[r·lo, r·hi]``, keeping per channel the ratio with the smallest
   ``mean((x - dequantize(quantize(x)))^2)``; ``r = 1`` (min-max) is a candidate and wins ties,
   so MSE clipping is never worse than min-max on the data it was fitted to.
+
+Degenerate channels of per-channel weights (``settle_channel_scales``, applied by
+``quant.QuantizedModel``; ``fit_int_params`` itself fits every channel on its own): an all-zero
+channel gets the largest scale of the layer's other channels instead of the placeholder 1.0, and
+a channel whose scale is below ``DEGENERATE_SCALE_RATIO`` (2^-16) of that largest scale is
+raised to it.  ``with_channel_scales`` sets per-channel scales (rounded up to float32) and
+refits asymmetric zero points.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from quant.errors import QuantError
 from quant.formats.uniform import IntFormat, QuantParams
 
 MSE_RATIOS = np.arange(100, 0, -1, dtype=np.float64) / 100.0  # 1.00 first: min-max wins ties
+# A per-channel weight scale is at least this fraction of the layer's largest channel scale.
+DEGENERATE_SCALE_RATIO = 2.0 ** -16
 _F32_TINY = float(np.finfo(np.float32).tiny)
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -144,3 +153,60 @@ def fit_int_params(x: np.ndarray, fmt: IntFormat,
     if fmt.clipping == "minmax":
         return params_from_range(lo, hi, fmt, axis)
     return mse_params(x, fmt, lo, hi, axis)
+
+
+def float32_at_least(value: np.ndarray) -> np.ndarray:
+    """The smallest float32 values >= ``value`` (float64 array), as float64."""
+    v = np.asarray(value, dtype=np.float64)
+    if np.any(v > _F32_MAX):
+        raise QuantError(f"scale {v.max():.4g} is too large for float32")
+    f = v.astype(np.float32)
+    f = np.where(f.astype(np.float64) < v, np.nextafter(f, np.float32(np.inf)), f)
+    return f.astype(np.float64)
+
+
+def with_channel_scales(params: QuantParams, scale: np.ndarray) -> QuantParams:
+    """Per-channel ``params`` with the channel scales ``scale`` (K,), each rounded up to the
+    nearest float32.  Symmetric formats keep zero point 0; an asymmetric channel's zero point
+    is refitted as ``params_from_range`` fits it, from the lowest value of its former grid
+    (``(qmin - zp) · old scale``), so a channel with a larger scale covers at least its former
+    range, up to half a step at the low end."""
+    if params.axis is None:
+        raise QuantError("with_channel_scales needs per-channel parameters")
+    new = float32_at_least(scale)
+    if new.shape != params.scale.shape or np.any(new <= 0):
+        raise QuantError(f"channel scales must be {params.scale.shape[0]} positive values; got "
+                         f"shape {new.shape}")
+    fmt = params.fmt
+    zp = params.zero_point
+    if not fmt.symmetric:
+        lo = (fmt.qmin - zp).astype(np.float64) * params.scale
+        zp = np.clip(fmt.qmin - np.rint(lo / new), fmt.qmin, fmt.qmax).astype(np.int64)
+    return QuantParams(scale=new, zero_point=zp, axis=params.axis, fmt=fmt)
+
+
+def settle_channel_scales(x: np.ndarray, params: QuantParams
+                          ) -> tuple[QuantParams, np.ndarray, np.ndarray]:
+    """Per-channel ``params`` fitted to ``x`` (axis 0) with degenerate channels given usable
+    scales: an all-zero channel takes the largest scale ``S`` of the other channels (not the
+    placeholder 1.0 an empty range gets), and a scale below ``DEGENERATE_SCALE_RATIO · S`` is
+    raised to it (its weights then use fewer codes; they are that small beside the layer's).
+    Other channels are untouched; when every channel is zero nothing changes.
+
+    Returns (params, zero (K,) bool: all-zero channels, floored (K,) bool: channels raised to
+    the floor).  The scales stay ordinary per-channel ``QuantParams`` scales.
+    """
+    if params.axis is None:
+        raise QuantError("settle_channel_scales needs per-channel parameters")
+    xc = _channels_first(_check_data(x), True)
+    zero = ~np.any(xc != 0.0, axis=1)
+    none = np.zeros(zero.shape, dtype=bool)
+    if zero.all():
+        return params, none, none
+    largest = float(params.scale[~zero].max())
+    floor = float(float32_at_least(np.float64(largest * DEGENERATE_SCALE_RATIO)))
+    floored = ~zero & (params.scale < floor)
+    if not (zero.any() or floored.any()):
+        return params, none, none
+    scale = np.where(zero, largest, np.where(floored, floor, params.scale))
+    return with_channel_scales(params, scale), zero, floored
