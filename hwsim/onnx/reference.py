@@ -43,7 +43,7 @@ def ort_reference_outputs(source: ModelSource, x: np.ndarray, names: Iterable[st
     x = np.asarray(x, dtype=np.float32)
     chunk = ort_batch(model, x.shape)
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
+    opts.log_severity_level = 4  # errors reach the user as one line of ours, not ORT's log
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     if not optimize:

@@ -1,5 +1,12 @@
 """An int8 ONNX model imported into an integer program, run by hwsim and by ONNX Runtime on the
-same float inputs, and compared layer by layer on the codes (`hwsim verify --onnx`)."""
+same float inputs, and compared layer by layer on the codes (`hwsim verify --onnx`).
+
+Inputs are checked against the model's input first (rank, sizes, float dtype, finite values):
+a mismatch is one HwsimError naming the file (or flag) and the model's input, with the shape
+expected and the one given.  hwsim runs the N inputs as one batch; ONNX Runtime runs them in
+chunks of the model's static batch B when it has one (`ort_batch`: N must be a multiple of B).
+A model that declares a dynamic batch but refuses a batch of N (e.g. a Reshape to a constant
+batch of 1) is run by ONNX Runtime one input at a time, as if declared with a batch of 1."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,6 +20,7 @@ from hwsim.engines.table import is_pytorch_engine
 from hwsim.errors import HwsimError
 from hwsim.executor import ExecutionResult, execute
 from hwsim.ir import IntProgram
+from hwsim.onnx.errors import OnnxImportError
 from hwsim.verify import sqnr_db
 
 ZOO_INPUT = (3, 224, 224)
@@ -56,19 +64,31 @@ def load_inputs(path: str, program: IntProgram) -> np.ndarray:
         raise HwsimError(f"--inputs {path}: cannot read (permission denied)") from None
     except (OSError, ValueError, EOFError) as exc:
         raise HwsimError(f"--inputs {path}: unreadable .npy array ({exc})") from None
-    want = tuple(program.input.out_shape[1:])
+    return check_inputs(x, program, f"--inputs {path}")
+
+
+def check_inputs(x: Any, program: IntProgram, where: str) -> np.ndarray:
+    """`x` as float32 inputs (N, ...) of the program's input, N >= 1, all finite; otherwise a
+    one-line HwsimError starting with `where` (e.g. "--inputs x.npy") that names the model's
+    input and says what was expected and what `x` is."""
+    inp = program.input
+    want = tuple(inp.out_shape[1:])
+    label = f"the model input {inp.attrs.get('onnx_input', inp.name)!r}"
     if not isinstance(x, np.ndarray) or x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
-        raise HwsimError(f"--inputs {path}: expected a float array of shape "
-                         f"(N, {', '.join(map(str, want))}) like the model input; got shape "
-                         f"{getattr(x, 'shape', None)}")
+        shape = tuple(x.shape) if isinstance(x, np.ndarray) else None
+        got = f"shape {shape}" if shape is not None else f"a {type(x).__name__}"
+        hint = ("; it looks like one input without the batch dimension: save x[None]"
+                if shape == want else "")
+        raise HwsimError(f"{where}: expected a float array of shape "
+                         f"(N, {', '.join(map(str, want))}) like {label}; got {got}{hint}")
     if x.dtype.kind != "f":
-        raise HwsimError(f"--inputs {path}: expected float inputs (the model quantizes them); "
+        raise HwsimError(f"{where}: expected float inputs (the model quantizes them) for {label}; "
                          f"got dtype {x.dtype}")
     if x.shape[0] < 1:
-        raise HwsimError(f"--inputs {path}: the array holds no inputs (N = 0)")
+        raise HwsimError(f"{where}: the array holds no inputs (N = 0)")
     x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
-        raise HwsimError(f"--inputs {path}: {int(np.size(x) - np.isfinite(x).sum())} values are "
+        raise HwsimError(f"{where}: {int(np.size(x) - np.isfinite(x).sum())} values are "
                          "NaN or infinite (or overflow float32); expected finite inputs")
     return x
 
@@ -91,14 +111,14 @@ def verify_onnx(model: str | Path, inputs: np.ndarray | str | None = None, *,
     `images` of them, and compare every program node's codes that the ONNX model names
     (mismatches, largest difference in LSBs, SQNR in dB of hwsim's dequantized codes against
     ONNX Runtime's)."""
-    from hwsim.onnx import load_onnx_program, ort_reference_outputs, quantize_input
+    from hwsim.onnx import load_onnx_program, quantize_input
     from hwsim.onnx.reference import ort_batch
 
     program = load_onnx_program(model)
     if inputs is None:
         x = default_inputs(program)
     elif isinstance(inputs, np.ndarray):
-        x = inputs
+        x = check_inputs(inputs, program, "inputs")
     else:
         x = load_inputs(str(inputs), program)
     if images is not None:
@@ -116,11 +136,53 @@ def verify_onnx(model: str | Path, inputs: np.ndarray | str | None = None, *,
     codes = quantize_input(program, x)
     run = execute(program, codes, record=True, backend=backend)
     names = _exposed(model, program)
-    ref = ort_reference_outputs(model, x, names)
+    ref = _ort_outputs(model, x, names)
     rows = [_row(program, name, run.tensors[name], ref[name]) for name in names]
     per_layer = pd.DataFrame(rows, columns=COLUMNS)
     return OnnxVerification(per_layer, _summary(model, program, run, ref, per_layer, len(x)),
                             program, codes, run)
+
+
+def _static_batch(model) -> int | None:
+    """The model input's static batch size, or None when the batch dimension is symbolic."""
+    from hwsim.onnx._model import load_model
+
+    dims = load_model(model).graph_input().type.tensor_type.shape.dim
+    if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+        return int(dims[0].dim_value)
+    return None
+
+
+def _ort_outputs(model, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+    """ONNX Runtime's values of `names` on `x`; a model declaring a dynamic batch that ONNX
+    Runtime cannot run on len(x) > 1 inputs at once is run one input at a time (declared with
+    batch 1); if that fails too, the first error is raised."""
+    import hwsim.onnx
+
+    try:
+        return hwsim.onnx.ort_reference_outputs(model, x, names)
+    except OnnxImportError as first:
+        if len(x) == 1 or _static_batch(model) is not None:
+            raise
+        try:
+            return hwsim.onnx.ort_reference_outputs(_with_batch_one(model), x, names)
+        except OnnxImportError:
+            raise first from None
+
+
+def _with_batch_one(model):
+    """A copy of the model (a ModelProto) whose input declares a static batch of 1."""
+    import onnx
+
+    from hwsim.onnx._model import load_model
+
+    loaded = load_model(model)
+    proto = onnx.ModelProto()
+    proto.CopyFrom(loaded.proto)
+    name = loaded.graph_input().name
+    value = next(v for v in proto.graph.input if v.name == name)
+    value.type.tensor_type.shape.dim[0].dim_value = 1
+    return proto
 
 
 def _exposed(model, program: IntProgram) -> list[str]:
