@@ -87,6 +87,20 @@ def demo_block() -> str:
         f"({noise_db:.1f} dB between the two runs), while the float model's top-1 moves on "
         f"{100 * float_flips:.0f}%.",
     ]
+    c = s["codesign"]
+    u, p = c["uniform_w8a8"], c["plan"]
+    mix = ", ".join(f"{n} × {label.split()[-1].upper()}"
+                    for label, n in sorted(p["options"].items(), key=lambda kv: -kv[1]))
+    bullets.append(
+        f"Co-design on `{c['accelerator']}` (Loom, bit-serial) under latency ≤ "
+        f"{c['latency_budget']:g}× uniform W8A8: the allocator's plan ({mix}) runs in "
+        f"**{p['latency_ms']:.3f} ms** ({p['latency_ms'] / u['latency_ms']:.3f}×) and "
+        f"{p['energy_uj']:.1f} µJ ({p['energy_uj'] / u['energy_uj']:.3f}×) against uniform "
+        f"W8A8's {u['latency_ms']:.3f} ms and {u['energy_uj']:.1f} µJ, at top-1 agreement "
+        f"{p['top1_agreement']:.2f} (W8A8: {u['top1_agreement']:.2f}) and SQNR "
+        f"{p['sqnr_db']:.1f} dB ({u['sqnr_db']:.1f} dB); the allocator's predicted latency and "
+        f"energy equal the simulated ones: "
+        f"{'yes' if p['predicted_equals_simulated'] and u['predicted_equals_simulated'] else 'NO'}.")
     return "\n".join(textwrap.fill(b, width=96, initial_indent="- ", subsequent_indent="  ",
                                    break_on_hyphens=False)
                      for b in bullets)

@@ -317,6 +317,8 @@ def test_verify_numbers_are_checked_before_quantizing(args, needles, capsys, no_
 
 @pytest.mark.parametrize("argv, needle", [
     (["demo", "--images", "51"], "argument --images: 51 requested"),
+    (["demo", "--latency-budget", "0"], "--latency-budget 0.0: expected a fraction in (0, 1]"),
+    (["demo", "--mixed-hw", "no_such.yaml"], "--mixed-hw"),
     (["simulate", "--hw", HW, "--model", "resnet18", "--batch", "0"], "argument --batch"),
     (["simulate", "--hw", HW, "--model", "resnet18", "--batch", "-1"], "argument --batch"),
 ])
@@ -460,7 +462,7 @@ def test_demo_summary_once_and_integer_csv_columns(tmp_path, capsys):
     import pandas as pd
 
     csv = tmp_path / "demo.csv"
-    assert main(["demo", "--images", "2", "--csv", str(csv)]) == 0
+    assert main(["demo", "--images", "2", "--no-codesign", "--csv", str(csv)]) == 0
     out = capsys.readouterr().out
     assert out.count("top1_agreement_int_vs_float") == 1
     assert out.count("layers_bit_exact") == 1

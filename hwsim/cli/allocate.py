@@ -113,7 +113,7 @@ def allocate(args: argparse.Namespace) -> int:
         written.append(args.json)
     if args.plot:
         written += _plots(problem, plan, Path(args.plot))
-    _print(args, accel, plan, base)
+    print_plan_vs_base(args, args.model, accel, plan, base)
     if not getattr(args, "quiet", False):
         for path in written:
             print(f"wrote {path}")
@@ -131,9 +131,11 @@ def _row(label: str, result, accel) -> str:
             f"{fid.get('top1_agreement') or float('nan'):>10.3f}   {'yes' if same else 'NO'}")
 
 
-def _print(args: argparse.Namespace, accel, plan, base) -> None:
+def print_plan_vs_base(args: argparse.Namespace, model: str, accel, plan, base) -> None:
+    """The plan's option counts (unless --quiet), then one table: the uniform base network and
+    the plan, simulated, with their fidelity."""
     if not getattr(args, "quiet", False):
-        print(f"{args.model} on {accel.name}: {len(plan.layers)} layers, budgets "
+        print(f"{model} on {accel.name}: {len(plan.layers)} layers, budgets "
               + ", ".join(f"{r} <= {v:.6g}" for r, v in plan.budgets.items()))
         counts: dict[str, int] = {}
         for layer in plan.layers:

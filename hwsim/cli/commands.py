@@ -330,38 +330,3 @@ def _int_columns_nullable(df: pd.DataFrame) -> pd.DataFrame:
         elif pd.api.types.is_integer_dtype(out[col]):
             out[col] = out[col].astype("Int64")
     return out
-
-
-def demo(args: argparse.Namespace) -> int:
-    from hwsim.cost import cost_network
-    from hwsim.workloads import program_workload
-
-    args.bits, args.act_bits, args.per_tensor = 8, 8, False
-    args.weight_format, args.first_last_int8, args.weight_clipping = "int", False, None
-    args.depthwise_int8 = False
-    args.requant, args.acc_bits, args.acc_mode = "dyadic", 32, "wrap"
-    _check_outputs(args)
-    with _progress(args, 3) as steps:
-        accel = _accelerator(args)  # a bad --hw fails before the quantization, not after
-        flow, report = _quantize_and_verify(args, "mobilenet_v2", steps)
-        steps.set_description("cost")
-        result = cost_network(accel, program_workload(flow.program),
-                              convention=args.convention or "torch")
-        steps.update()
-    summary = {**report.summary, "accelerator": accel.name, **result.totals()}
-    merged = _int_columns_nullable(report.per_layer).merge(
-        _int_columns_nullable(result.per_layer), left_on="layer", right_on="name", how="left")
-    written = save_results(merged, summary, csv_path=args.csv, json_path=args.json)
-    _warn("demo", report.warnings)
-    if not _quiet(args):
-        print("hwsim demo: MobileNetV2 (ImageNet weights) -> int8 per-channel -> integer "
-              "program\n")
-        print("Verification, per layer (integer program vs fake-quant in LSBs; vs float: SQNR, "
-              "cosine)")
-        _print_verification(args, report)
-        print(f"\nCost on {accel.name}, per layer")
-        print_table(result.per_layer, COST_COLUMNS)
-    print_summary("Summary", summary)
-    if not _quiet(args):
-        print_written(written)
-    return 0

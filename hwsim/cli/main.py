@@ -177,11 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="integer kernels: fast (BLAS/numba, the default) or reference "
                              "(slow int64 definitions; identical results)")
 
-    sp = command("demo", "MobileNetV2 int8: bit-accurate run, verification, cost",
+    sp = command("demo", "MobileNetV2: int8 bit-accurate run, verification, cost; then per-layer "
+                         "precisions co-designed against a mixed-precision accelerator",
                  "MobileNetV2 (ImageNet weights) quantized to int8 per channel, lowered to an "
                  "integer program, run bit-accurately, verified against the fake-quant and float "
-                 "models, and costed on an accelerator.")
+                 "models, and costed on an accelerator (--hw). Then the co-design stage: "
+                 "per-layer precisions allocated against a mixed-precision accelerator "
+                 "(--mixed-hw) under a latency budget, executed bit-accurately, verified and "
+                 "costed beside uniform W8A8.")
     hw(sp, required=False)
+    from hwsim.cli.demo import add_arguments as demo_arguments
+
+    demo_arguments(sp)
     outputs(sp)
     images(sp, f"evaluation images (1..{N_EVAL_IMAGES}; default: all {N_EVAL_IMAGES})")
     backend(sp)
@@ -323,7 +330,9 @@ def _main(argv: list[str] | None) -> int:
         return _exit_status(exc)
     from hwsim.cli import allocate, commands
 
-    handler = {"demo": commands.demo, "simulate": commands.simulate, "cost": commands.cost,
+    from hwsim.cli.demo import demo
+
+    handler = {"demo": demo, "simulate": commands.simulate, "cost": commands.cost,
                "verify": commands.verify, "allocate": allocate.allocate}[args.command]
     prefix = f"hwsim {args.command}"
     try:
