@@ -29,7 +29,10 @@ solved again, so budgets hold exactly. ``time_limit_s`` bounds all the solves to
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -50,6 +53,28 @@ class MilpResult:
     status: str  # "optimal", "time_limit", "infeasible", or "error: <HiGHS message>"
     dual_bound: float | None  # proven lower bound on the objective (original units)
     message: str
+
+
+@contextlib.contextmanager
+def native_stdout_silenced():
+    """File descriptor 1 sent to /dev/null while HiGHS runs: its MIP solver prints debugging
+    lines (``HighsMipSolverData::transformNewIntegerFeasibleSolution ...``) from compiled code
+    with ``disp`` off, which no option silences. Python's own ``sys.stdout`` is flushed first;
+    where stdout has no file descriptor (an embedding host), nothing is redirected."""
+    try:
+        sys.stdout.flush()
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        yield
+        return
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 def solve_milp(omega: np.ndarray, feasible: np.ndarray, rows: Sequence[tuple[np.ndarray, float]],
@@ -129,7 +154,8 @@ def solve_milp(omega: np.ndarray, feasible: np.ndarray, rows: Sequence[tuple[np.
             options["time_limit"] = max(t_end - time.perf_counter(), 1e-3)
         A = sparse.csr_array((np.concatenate(vals), (np.concatenate(r_idx), np.concatenate(c_idx))),
                              shape=(row, n))
-        with warnings.catch_warnings():  # mip_abs_gap & co. reach HiGHS verbatim, with a warning
+        with warnings.catch_warnings(), native_stdout_silenced():
+            # mip_abs_gap & co. reach HiGHS verbatim, with a warning
             warnings.filterwarnings("ignore", message="Unrecognized options", category=RuntimeWarning)
             res = milp(obj, integrality=np.ones(n), bounds=Bounds(0, 1),
                        constraints=LinearConstraint(A, np.asarray(lo), np.asarray(hi)),
