@@ -7,7 +7,11 @@ ranges so the quantized model stays close to the float one.
 
 from quant.calibrate.observers import (REQUANTIZING_OPS, ActivationObserver, BinaryScaleObserver,
                                        calibrate, calibrate_activations)
+from quant.calibrate.bias_correction import correct_biases, sequential_pass
+from quant.calibrate.bn_reestimate import reestimate_bn
+from quant.calibrate.equalize import equalize, equalize_with_report
 from quant.calibrate.state import CalibrationState, with_layer
 
 __all__ = ["REQUANTIZING_OPS", "ActivationObserver", "BinaryScaleObserver", "CalibrationState",
-           "calibrate", "calibrate_activations", "with_layer"]
+           "calibrate", "calibrate_activations", "correct_biases", "equalize",
+           "equalize_with_report", "reestimate_bn", "sequential_pass", "with_layer"]
