@@ -125,11 +125,11 @@ def test_engine_ort_is_accepted(small, capsys):
 
 
 def _unsupported_op_model(path) -> str:
-    """x -> QuantizeLinear -> com.microsoft QLinearSigmoid -> DequantizeLinear."""
+    """x -> QuantizeLinear -> com.microsoft QLinearReduceMean -> DequantizeLinear."""
     inits = [numpy_helper.from_array(np.float32(0.02), "s"), numpy_helper.from_array(np.uint8(128), "z")]
     nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="quantize"),
-             helper.make_node("QLinearSigmoid", ["xq", "s", "z", "s", "z"], ["yq"],
-                              name="sigmoid", domain="com.microsoft"),
+             helper.make_node("QLinearReduceMean", ["xq", "s", "z", "s", "z"], ["yq"],
+                              name="reduce", domain="com.microsoft", axes=[1], keepdims=1),
              helper.make_node("DequantizeLinear", ["yq", "s", "z"], ["y"], name="dequantize")]
     graph = helper.make_graph(nodes, "unsupported",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
@@ -153,8 +153,8 @@ def test_bad_input_is_one_line_and_exit_2(small, capsys):
     cases = [
         (["--onnx", str(corrupt)], [str(corrupt), "not an ONNX model"]),
         (["--onnx", str(folder / "missing.onnx")], ["missing.onnx", "no such file"]),
-        (["--onnx", _unsupported_op_model(folder / "sigmoid.onnx")],
-         ["'sigmoid'", "com.microsoft:QLinearSigmoid cannot be imported"]),
+        (["--onnx", _unsupported_op_model(folder / "reduce.onnx")],
+         ["'reduce'", "com.microsoft:QLinearReduceMean cannot be imported"]),
         (["--onnx", small["model"], "--inputs", str(wrong)],
          [str(wrong), "shape (N, 3, 12, 12)", "(2, 3, 10, 12)"]),
         (["--onnx", small["model"], "--inputs", str(ints)], ["expected float inputs", "int64"]),

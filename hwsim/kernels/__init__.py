@@ -139,3 +139,44 @@ __all__ += [
     "linear_shift_add_reference",
     "shift_add_terms",
 ]
+
+# ONNX Runtime's float32 QLinear ops (tables, element-wise, softmax, average pool) and the
+# nearest resize of codes
+from hwsim.kernels.avgpool_f32 import average_pool2d_f32  # noqa: E402
+from hwsim.kernels.eltwise import add_path, mul_ratio, qlinear_add, qlinear_mul  # noqa: E402
+from hwsim.kernels.lut import activation_table, lookup  # noqa: E402
+from hwsim.kernels.resize import gather_hw, nearest_indices  # noqa: E402
+from hwsim.kernels.softmax_table import (  # noqa: E402
+    exp_table,
+    inverse_scale_floor,
+    qlinear_softmax,
+)
+from hwsim.kernels.reference import (  # noqa: E402
+    activation_lut_reference,
+    average_pool2d_f32_reference,
+    qlinear_add_reference,
+    qlinear_mul_reference,
+    qlinear_softmax_reference,
+    resize_nearest_reference,
+)
+
+__all__ += [
+    "activation_lut_reference",
+    "activation_table",
+    "add_path",
+    "average_pool2d_f32",
+    "average_pool2d_f32_reference",
+    "exp_table",
+    "gather_hw",
+    "inverse_scale_floor",
+    "lookup",
+    "mul_ratio",
+    "nearest_indices",
+    "qlinear_add",
+    "qlinear_add_reference",
+    "qlinear_mul",
+    "qlinear_mul_reference",
+    "qlinear_softmax",
+    "qlinear_softmax_reference",
+    "resize_nearest_reference",
+]

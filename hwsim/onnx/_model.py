@@ -187,21 +187,31 @@ def attributes(node) -> dict[str, Any]:
     return out
 
 
-def static_dims(model: OnnxModel, value_info, batch: int) -> tuple[int, ...]:
+def static_dims(model: OnnxModel, value_info, batch: int,
+                given: tuple[int, ...] | None = None) -> tuple[int, ...]:
     """The shape of a graph input/output: a symbolic first (batch) dimension becomes `batch`;
-    any other symbolic or missing dimension is an error (hwsim needs static shapes)."""
+    any other symbolic or missing dimension is taken from `given` (the shape (N, ...) of the
+    inputs the model will run on, of the same rank) or, without it, is an error (hwsim needs
+    static shapes). Static dimensions are kept: inputs that disagree with them are reported
+    where the inputs are checked."""
     t = value_info.type.tensor_type
     if not t.HasField("shape"):
         raise OnnxImportError(f"{model.label}: input {value_info.name!r} has no shape; hwsim "
                               "needs static shapes")
+    declared = list(t.shape.dim)
+    if given is not None and len(given) != len(declared):
+        given = None
     dims = []
-    for i, d in enumerate(t.shape.dim):
+    for i, d in enumerate(declared):
         if d.HasField("dim_value") and d.dim_value > 0:
             dims.append(int(d.dim_value))
         elif i == 0:
             dims.append(int(batch))
+        elif given is not None:
+            dims.append(int(given[i]))
         else:
             raise OnnxImportError(f"{model.label}: input {value_info.name!r} dimension {i} is "
                                   f"symbolic ({d.dim_param or '?'}); hwsim needs static shapes "
-                                  "except for the batch dimension")
+                                  "except for the batch dimension: pass the input shape "
+                                  "(load_onnx_program(..., input_shape=x.shape))")
     return tuple(dims)

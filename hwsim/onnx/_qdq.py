@@ -2,8 +2,9 @@
 
 A float op whose operands are dequantized codes becomes a `FloatOp`; the QuantizeLinear that
 consumes it folds DQ -> op -> Q into one integer node with the semantics ONNX Runtime gives the
-fused op (QLinearConv, QGemm, QLinearMatMul, QLinearAdd, QLinearGlobalAveragePool; MaxPool,
-Flatten and Reshape run on the codes when the Q and DQ parameters agree).
+fused op (QLinearConv, QGemm, QLinearMatMul, QLinearAdd, QLinearGlobalAveragePool, and the
+float32 QLinear ops of `_qlinear_ops`; MaxPool, Flatten and Reshape run on the codes when the Q
+and DQ parameters agree).
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.kernels import ort_output_scale
-from hwsim.onnx import _qoperator
+from hwsim.onnx import _qlinear_ops, _qoperator, _resize
 from hwsim.onnx import ort_semantics as ort
 from hwsim.onnx._model import attributes
 from hwsim.onnx._values import Dequantized, DequantizedConst, FloatInput, FloatOp, QTensor, Quant
 
-FOLDABLE = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "MaxPool", "Flatten", "Reshape")
+FOLDABLE = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "MaxPool", "Flatten",
+            "Reshape", "Resize") + tuple(op for op in _qlinear_ops.FOLDS if op != "Add")
 
 
 def quantize_linear(imp, node, ins):
@@ -76,13 +78,12 @@ def fold(imp, fop: FloatOp, q_node, yq: Quant) -> QTensor:
         return b.conv(node, out, x, xq, w.codes, w.quant, bias, yq, attributes(node))
     if node.op_type in ("Gemm", "MatMul"):
         return _fold_dense(imp, node, ins, out, yq)
-    if node.op_type == "Add":
-        (a, aq), (c, cq) = (_dequantized(imp, node, v, name) for v, name in zip(ins, "AB"))
-        return b.add(node, out, a, aq, c, cq, yq)
+    if node.op_type in _qlinear_ops.FOLDS:  # Add: plain, broadcast or with a constant
+        return _qlinear_ops.fold(imp, fop, q_node, yq)
     if node.op_type == "GlobalAveragePool":
         x, xq = _dequantized(imp, node, ins[0], "X")
         return b.global_avgpool(node, out, x, xq, yq)
-    # MaxPool / Flatten / Reshape: the codes pass through when Q undoes DQ exactly.
+    # MaxPool / Flatten / Reshape / Resize: the codes pass through when Q undoes DQ exactly.
     x, xq = _dequantized(imp, node, ins[0], "X")
     if not yq.same_as(xq):
         raise imp.model.fail(node, f"{node.op_type} between DequantizeLinear and QuantizeLinear "
@@ -92,6 +93,8 @@ def fold(imp, fop: FloatOp, q_node, yq: Quant) -> QTensor:
         return _qoperator.emit_max_pool(imp, node, x, out)
     if node.op_type == "Flatten":
         return _qoperator.emit_flatten(imp, node, x, out)
+    if node.op_type == "Resize":
+        return _resize.emit_resize(imp, node, x, list(ins[1:]), out)
     return _qoperator.emit_reshape(imp, node, x, ins[1], out)
 
 
@@ -158,4 +161,10 @@ HANDLERS = {  # (domain, op type) -> (handler, fewest inputs, most inputs)
     ("", "MatMul"): (float_op, 2, 2),
     ("", "Add"): (float_op, 2, 2),
     ("", "GlobalAveragePool"): (float_op, 1, 1),
+    ("", "Mul"): (float_op, 2, 2),
+    ("", "Sigmoid"): (float_op, 1, 1),
+    ("", "LeakyRelu"): (float_op, 1, 1),
+    ("", "Softmax"): (float_op, 1, 1),
+    ("", "AveragePool"): (float_op, 1, 1),
+    ("", "Concat"): (float_op, 1, None),
 }

@@ -2,7 +2,8 @@
 
 Each handler takes (importer, onnx node, input values) and returns the values of the node's
 outputs (see `_values`). `HANDLERS` maps (domain, op type) to (handler, fewest inputs, most
-inputs); the importer pads omitted optional inputs with None."""
+inputs); the importer pads omitted optional inputs with None. QLinearAdd, QLinearMul and the
+other float32 contrib ops are in `_qlinear_ops`."""
 
 from __future__ import annotations
 
@@ -56,14 +57,6 @@ def qgemm(imp, node, ins):
                                   yq.scale_f32)
     return [imp.builder.linear(node, node.output[0], imp.activation(node, a, "A"), aq, w, bq,
                                bias, yq, scale)]
-
-
-def qlinear_add(imp, node, ins):
-    a, sa, za, b, sb, zb, sc, zc = ins
-    a, b = imp.activation(node, a, "A"), imp.activation(node, b, "B")
-    return [imp.builder.add(node, node.output[0], a, imp.quant(node, sa, za, "A", a.dtype), b,
-                            imp.quant(node, sb, zb, "B", b.dtype),
-                            imp.quant(node, sc, zc, "C", a.dtype))]
 
 
 def qlinear_global_average_pool(imp, node, ins):
@@ -142,7 +135,6 @@ HANDLERS = {
     ("com.microsoft", "QLinearConv"): (qlinear_conv, 8, 9),
     ("", "QLinearMatMul"): (qlinear_matmul, 8, 8),
     ("com.microsoft", "QGemm"): (qgemm, 6, 9),
-    ("com.microsoft", "QLinearAdd"): (qlinear_add, 7, 8),
     ("com.microsoft", "QLinearGlobalAveragePool"): (qlinear_global_average_pool, 5, 5),
     ("", "MaxPool"): (max_pool, 1, 1),
     ("", "Flatten"): (flatten, 1, 1),

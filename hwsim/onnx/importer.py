@@ -11,24 +11,28 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.ir import IntProgram, check_program
-from hwsim.onnx import _qdq, _qoperator
+from hwsim.onnx import _qdq, _qlinear_ops, _qoperator, _resize
 from hwsim.onnx._builder import ProgramBuilder
 from hwsim.onnx._model import ModelSource, OnnxModel, load_model, node_label, static_dims
 from hwsim.onnx._values import (CODE_DTYPES, Dequantized, DequantizedConst, FloatInput,
                                 FloatOp, QTensor, Quant)
 from hwsim.onnx.errors import OnnxImportError
 
-_HANDLERS = {**_qoperator.HANDLERS, **_qdq.HANDLERS}
+_HANDLERS = {**_qoperator.HANDLERS, **_qdq.HANDLERS, **_qlinear_ops.HANDLERS,
+             **_resize.HANDLERS}
 
 SUPPORTED = (
     "QOperator: QuantizeLinear (of the model input), QLinearConv, QLinearMatMul, "
-    "com.microsoft QGemm, QLinearAdd and QLinearGlobalAveragePool, MaxPool, Flatten, Reshape "
-    "(to (N, -1)), Identity, DequantizeLinear (of the model output); QDQ: DequantizeLinear -> "
-    + " | ".join(_qdq.FOLDABLE) + " -> QuantizeLinear")
+    "com.microsoft QGemm, QLinearAdd, QLinearMul, QLinearGlobalAveragePool, "
+    "QLinearAveragePool, QLinearSigmoid, QLinearLeakyRelu, QLinearSoftmax and QLinearConcat, "
+    "MaxPool, Resize (nearest), Flatten, Reshape (to (N, -1)), Identity, DequantizeLinear (of "
+    "the model output); "
+    "QDQ: DequantizeLinear -> " + " | ".join(_qdq.FOLDABLE) + " -> QuantizeLinear")
 
 
 def load_onnx_program(source: ModelSource, *, int16_pairs: bool | None = None,
-                      name: str | None = None) -> IntProgram:
+                      name: str | None = None,
+                      input_shape: tuple[int, ...] | None = None) -> IntProgram:
     """Import an int8 ONNX model into an integer program that ONNX Runtime's CPU kernels would
     compute bit for bit.
 
@@ -40,6 +44,9 @@ def load_onnx_program(source: ModelSource, *, int16_pairs: bool | None = None,
         True/False: model another machine. The decision is recorded per node in
         attrs["accumulator"] (mode "int16_pairs" or "wrap") and attrs["accumulator_reason"].
     name: the program's name (default: the file name).
+    input_shape: the shape (N, ...) of the float inputs the model will run on; it resolves
+        symbolic dimensions of the model input other than the batch (e.g. a symbolic height
+        and width), which are otherwise an error. Static dimensions are kept as declared.
 
     The program's input node (named after the input QuantizeLinear's output tensor) takes the
     uint8/int8 codes of the model input: get them with `quantize_input(program, x_float)`,
@@ -52,12 +59,15 @@ def load_onnx_program(source: ModelSource, *, int16_pairs: bool | None = None,
     ops or attributes.
     """
     model = load_model(source)
-    return _Importer(model, name or model.name, int16_pairs).run()
+    given = None if input_shape is None else tuple(int(d) for d in input_shape)
+    return _Importer(model, name or model.name, int16_pairs, given).run()
 
 
 class _Importer:
-    def __init__(self, model: OnnxModel, name: str, int16_pairs: bool | None) -> None:
+    def __init__(self, model: OnnxModel, name: str, int16_pairs: bool | None,
+                 input_shape: tuple[int, ...] | None = None) -> None:
         self.model = model
+        self.input_shape = input_shape
         self.builder = ProgramBuilder(model, name, int16_pairs)
         self.values: dict[str, object] = dict(model.constants)
 
@@ -67,7 +77,8 @@ class _Importer:
             raise OnnxImportError(f"{self.model.label}: an integer program has one output; the "
                                   f"model has {len(graph.output)}: {[o.name for o in graph.output]}")
         x = self.model.graph_input()
-        self.values[x.name] = FloatInput(x.name, static_dims(self.model, x, batch=1))
+        self.values[x.name] = FloatInput(x.name, static_dims(self.model, x, batch=1,
+                                                             given=self.input_shape))
         output = graph.output[0].name
         for node in _needed_nodes(graph, output):
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
@@ -78,12 +89,12 @@ class _Importer:
                     f"{self.model.label}: node {node_label(node)}: op type "
                     f"{_domain(node) + ':' if _domain(node) else ''}{node.op_type} cannot be "
                     f"imported. Supported: {SUPPORTED}")
-            handler, fewest, most = entry
-            if not fewest <= len(node.input) <= most:
-                raise self.model.fail(node, f"expected {fewest} to {most} inputs, got "
-                                      f"{len(node.input)}")
+            handler, fewest, most = entry  # most None: variadic
+            if len(node.input) < fewest or (most is not None and len(node.input) > most):
+                raise self.model.fail(node, f"expected {fewest} to {most or 'any number of'} "
+                                      f"inputs, got {len(node.input)}")
             ins = [self.value(node, name) for name in node.input]
-            ins += [None] * (most - len(ins))  # omitted optional inputs
+            ins += [None] * ((most or len(ins)) - len(ins))  # omitted optional inputs
             for name, value in zip(node.output, handler(self, node, ins)):
                 self.values[name] = value
         program = self.builder.program

@@ -3,6 +3,8 @@ ONNX Runtime applies it."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from hwsim.ir import IntProgram
@@ -40,3 +42,18 @@ def quantize_input(source: IntProgram | ModelSource, x: np.ndarray) -> np.ndarra
     q = inp.out
     codes = quantize_linear(x, np.float32(q.scale), q.zero_point, q.qmin, q.qmax)
     return codes.astype(q.dtype)
+
+
+def input_shape_of(inputs) -> tuple[int, ...] | None:
+    """The shape of float inputs given as an array or as the path of a .npy file (read from its
+    header), to resolve a model's symbolic input dimensions (`load_onnx_program(...,
+    input_shape=...)`); None for anything else, or a file that cannot be read (reported where
+    the inputs are loaded)."""
+    if isinstance(inputs, np.ndarray):
+        return tuple(inputs.shape)
+    if isinstance(inputs, (str, os.PathLike)):
+        try:
+            return tuple(np.load(inputs, mmap_mode="r", allow_pickle=False).shape)
+        except Exception:  # not a readable .npy array: load_inputs names the problem
+            return None
+    return None

@@ -13,6 +13,11 @@ CPU (tests/test_onnx_import.py re-checks them against the installed runtime):
   codes; y = saturate(round_half_even(v)). The zero points are folded into F before rounding,
   so this is *not* hwsim's float32 `add` (which rounds f32(f32(a - zp_a) r_a) + f32(f32(b -
   zp_b) r_b) and adds zp_c afterwards): the two differ on about 5% of random inputs.
+
+The float32 contrib ops with kernels of their own are defined in hwsim.kernels, each module
+stating its order of operations: QLinearSigmoid / QLinearLeakyRelu / QLinearConcat tables
+(`lut`, `mlas_float`), QLinearMul and QLinearAdd with broadcasting (`eltwise`), QLinearSoftmax
+(`softmax_table`), QLinearAveragePool (`avgpool_f32`), nearest Resize (`resize`).
 """
 
 from __future__ import annotations

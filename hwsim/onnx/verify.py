@@ -112,9 +112,10 @@ def verify_onnx(model: str | Path, inputs: np.ndarray | str | None = None, *,
     (mismatches, largest difference in LSBs, SQNR in dB of hwsim's dequantized codes against
     ONNX Runtime's)."""
     from hwsim.onnx import load_onnx_program, quantize_input
+    from hwsim.onnx.inputs import input_shape_of
     from hwsim.onnx.reference import ort_batch
 
-    program = load_onnx_program(model)
+    program = load_onnx_program(model, input_shape=input_shape_of(inputs))  # symbolic H, W
     if inputs is None:
         x = default_inputs(program)
     elif isinstance(inputs, np.ndarray):

@@ -2,3 +2,4 @@
 ``OpDef`` in ``hwsim.ir.ops.OPS`` on import (``hwsim/__init__`` imports this package first)."""
 
 from hwsim.ops import apot, binary, dense, elementwise, matmul, pool, shape  # noqa: F401  (registers)
+from hwsim.ops import avgpool_f32, eltwise, lut, resize, softmax_table  # noqa: F401  (ONNX Runtime)

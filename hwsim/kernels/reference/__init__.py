@@ -51,3 +51,23 @@ __all__ = [
     "sum_pool2d_reference",
     "xnor_popcount_matmul_reference",
 ]
+
+from hwsim.kernels.reference.qlinear import (  # noqa: E402  (ONNX Runtime's float32 ops)
+    activation_lut_reference,
+    qlinear_add_reference,
+    qlinear_mul_reference,
+)
+from hwsim.kernels.reference.qlinear_reduce import (  # noqa: E402
+    average_pool2d_f32_reference,
+    qlinear_softmax_reference,
+)
+from hwsim.kernels.reference.resize import resize_nearest_reference  # noqa: E402
+
+__all__ += [
+    "activation_lut_reference",
+    "average_pool2d_f32_reference",
+    "qlinear_add_reference",
+    "qlinear_mul_reference",
+    "qlinear_softmax_reference",
+    "resize_nearest_reference",
+]

@@ -1,0 +1,48 @@
+"""Definition of the nearest-neighbour resize (``hwsim.kernels.resize``), one output at a time:
+each source index from scalar float32 arithmetic and the ONNX rounding rules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from hwsim.kernels.reference._f32 import F32
+
+
+def _source(x: int, length_in: int, length_out: int, scale, mode: str) -> float:
+    s, half = F32(scale), F32(0.5)
+    if mode == "half_pixel" or (mode == "pytorch_half_pixel" and length_out > 1):
+        return float((F32(x) + half) / s - half)
+    if mode == "pytorch_half_pixel" or (mode == "align_corners" and length_out == 1):
+        return 0.0
+    if mode == "align_corners":
+        return float(F32(x) * F32(length_in - 1) / F32(length_out - 1))
+    if mode == "asymmetric":
+        return float(F32(x) / s)
+    return float((F32(x) + half) / s)  # tf_half_pixel_for_nn
+
+
+def _round(c: float, nearest_mode: str) -> int:
+    if nearest_mode == "floor":
+        return math.floor(c)
+    if nearest_mode == "ceil":
+        return math.ceil(c)
+    if c - math.floor(c) == 0.5:
+        return math.floor(c) if nearest_mode == "round_prefer_floor" else math.ceil(c)
+    return math.floor(c + 0.5)
+
+
+def resize_nearest_reference(x: np.ndarray, out_hw: tuple[int, int], scales: tuple, mode: str,
+                             nearest_mode: str) -> np.ndarray:
+    """Nearest resize of codes x (N, C, H, W) to (N, C, out_h, out_w); scales (s_h, s_w)."""
+    x = np.asarray(x)
+    n, c, h, w = x.shape
+    oh, ow = out_hw
+    out = np.empty((n, c, oh, ow), dtype=x.dtype)
+    for i in range(oh):
+        r = min(max(_round(_source(i, h, oh, scales[0], mode), nearest_mode), 0), h - 1)
+        for j in range(ow):
+            s = min(max(_round(_source(j, w, ow, scales[1], mode), nearest_mode), 0), w - 1)
+            out[:, :, i, j] = x[:, :, r, s]
+    return out
