@@ -20,20 +20,13 @@ import pytest
 
 from hwsim import ProgramError, execute
 from hwsim.cli import main
+from tests._cli_helpers import one_error_line
 from hwsim.cli.main import ACC_BITS, ACT_BITS, N_EVAL_IMAGES, WEIGHT_BITS, build_parser
 from hwsim.ir import load_program
 
 ROOT = Path(__file__).resolve().parents[1]
 BAD = ROOT / "tests" / "data" / "bad"
 HW = str(ROOT / "hw_configs" / "int8_systolic.yaml")
-
-
-def one_error_line(capsys, command: str) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"hwsim {command}: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture

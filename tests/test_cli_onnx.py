@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 import hwsim.onnx  # noqa: E402
 from hwsim import execute  # noqa: E402
 from hwsim.cli import main  # noqa: E402
+from tests._cli_helpers import one_error_line  # noqa: E402
 from hwsim.ir import load_program  # noqa: E402
 from hwsim.onnx import export_onnx, load_onnx_program, quantize_input, with_ort_accumulators  # noqa: E402
 from tests.test_onnx_export import small_program  # noqa: E402
@@ -38,14 +39,6 @@ def small(tmp_path_factory):
 
 def verify(*args: str) -> int:
     return main(["verify", *args])
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("hwsim verify: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def test_table_and_json_of_a_bit_exact_model(small, capsys):

@@ -21,6 +21,7 @@ from torch import nn  # noqa: E402
 
 import hwsim.onnx  # noqa: E402
 from hwsim.cli import main  # noqa: E402
+from tests._cli_helpers import one_error_line  # noqa: E402
 from hwsim.errors import HwsimError  # noqa: E402
 from hwsim.onnx import OnnxImportError, verify_onnx  # noqa: E402
 
@@ -101,14 +102,6 @@ def _inputs(n: int, seed: int = 1) -> np.ndarray:
 
 def verify(*args: str) -> int:
     return main(["verify", *args])
-
-
-def one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("hwsim verify: error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 def _summary(models, model: str, inputs: str) -> dict:
