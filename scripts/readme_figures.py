@@ -10,7 +10,8 @@ Each block sits between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``
 - ``bitfusion``: what `examples/bitfusion_mobilenet.py` prints (summary, and per layer);
 - ``bitserial``: the cycle/energy table of `bench/bench_bit_serial.py` (not its timings);
 - ``zigzag``: the hwsim-vs-ZigZag table of `bench/bench_zigzag.py`;
-- ``codesign``: what `examples/codesign_mobilenet.py` prints (without wall times).
+- ``codesign``: what `examples/codesign_mobilenet.py` prints (without wall times);
+- ``hetero``: what `examples/codesign_hetero.py` prints (without wall times).
 
     python scripts/readme_figures.py                 # rewrite every block
     python scripts/readme_figures.py --check demo    # exit 1 and print a diff if stale
@@ -185,21 +186,26 @@ def zigzag_block() -> str:
     return "```text\n" + _script_output("bench", "bench_zigzag.py").rstrip("\n") + "\n```"
 
 
-def codesign_block() -> str:
-    """The example's output without HiGHS's stray stdout lines and without wall times."""
-    out = _script_output("examples", "codesign_mobilenet.py")
-    lines = [line for line in out.rstrip("\n").splitlines()
-             if not line.startswith("HighsMipSolverData")]
-    text = "\n".join(lines)
+def _without_wall_times(script: str) -> str:
+    """A co-design example's output without its wall times (they vary run to run)."""
+    text = _script_output("examples", script).rstrip("\n")
     text = re.sub(r"; prepared in \d+ s", "", text)
     text = re.sub(r"; solver (\w+) in [0-9.]+ s", r"; solver \1", text)
     text = re.sub(r"; total \d+ s", "", text)
     return "```text\n" + text + "\n```"
 
 
+def codesign_block() -> str:
+    return _without_wall_times("codesign_mobilenet.py")
+
+
+def hetero_block() -> str:
+    return _without_wall_times("codesign_hetero.py")
+
+
 BLOCKS = {"demo": demo_block, "apot": apot_block, "digits": digits_block,
           "minilm": minilm_block, "bitfusion": bitfusion_block, "bitserial": bitserial_block,
-          "zigzag": zigzag_block, "codesign": codesign_block}
+          "zigzag": zigzag_block, "codesign": codesign_block, "hetero": hetero_block}
 
 
 def _block_in_fresh_process(name: str) -> str:
