@@ -200,9 +200,7 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
                               weight_family=args.weight_format,
                               first_last_int8=args.first_last_int8,
                               weight_clipping=args.weight_clipping,
-                              depthwise_int8=args.depthwise_int8,
-                              max_points=getattr(args, "max_points", None) or 2,
-                              points_budget=getattr(args, "points_budget", None))
+                              depthwise_int8=args.depthwise_int8)
     steps.update()
     steps.set_description("execute + verify")
     report = run_verify(flow.qm, flow.program, flow.eval_images if source is None else source,
