@@ -10,8 +10,7 @@ Each block sits between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``
 - ``bitfusion``: what `examples/bitfusion_mobilenet.py` prints (summary, and per layer);
 - ``bitserial``: the cycle/energy table of `bench/bench_bit_serial.py` (not its timings);
 - ``zigzag``: the hwsim-vs-ZigZag table of `bench/bench_zigzag.py`;
-- ``codesign``: what `examples/codesign_mobilenet.py` prints (without wall times);
-- ``hetero``: what `examples/codesign_hetero.py` prints (without wall times).
+- ``codesign``: what `examples/codesign_mobilenet.py` prints (without wall times).
 
     python scripts/readme_figures.py                 # rewrite every block
     python scripts/readme_figures.py --check demo    # exit 1 and print a diff if stale
@@ -199,13 +198,9 @@ def codesign_block() -> str:
     return _without_wall_times("codesign_mobilenet.py")
 
 
-def hetero_block() -> str:
-    return _without_wall_times("codesign_hetero.py")
-
-
 BLOCKS = {"demo": demo_block, "apot": apot_block, "digits": digits_block,
           "minilm": minilm_block, "bitfusion": bitfusion_block, "bitserial": bitserial_block,
-          "zigzag": zigzag_block, "codesign": codesign_block, "hetero": hetero_block}
+          "zigzag": zigzag_block, "codesign": codesign_block}
 
 
 def _block_in_fresh_process(name: str) -> str:
