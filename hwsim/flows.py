@@ -27,18 +27,20 @@ class QuantizedFlow:
     eval_images: Any
 
 
-WEIGHT_FAMILIES = ("int", "apot")  # the families a bit width alone configures (CLI --weight-format)
+WEIGHT_FAMILIES = ("int", "apot", "multipoint")  # configured by a bit width (CLI --weight-format)
 
 
 WEIGHT_CLIPPINGS = ("minmax", "mse")
 
 
 def weight_format(family: str, bits: int, per_channel: bool = True,
-                  clipping: str | None = None) -> Any:
-    """The weight format of `family` at `bits` bits: "int" (signed symmetric uniform) or
-    "apot" (signed APoT: a sign bit and bits - 1 magnitude bits). `clipping`: the range from
-    the largest magnitude ("minmax") or by MSE search ("mse"); None: the family's default
-    (int: minmax, apot: mse, as in the APoT paper's post-training setting)."""
+                  clipping: str | None = None, max_points: int = 2) -> Any:
+    """The weight format of `family` at `bits` bits: "int" (signed symmetric uniform),
+    "apot" (signed APoT: a sign bit and bits - 1 magnitude bits) or "multipoint" (up to
+    `max_points` signed `bits`-bit points per output channel, Liu et al., AAAI 2021). `clipping`:
+    the range from the largest magnitude ("minmax") or by MSE search ("mse"); None: the
+    family's default (int: minmax, apot: mse, as in the APoT paper's post-training setting;
+    multipoint searches each point's scale exactly and takes no clipping)."""
     import quant
 
     if clipping is not None and clipping not in WEIGHT_CLIPPINGS:
@@ -49,6 +51,14 @@ def weight_format(family: str, bits: int, per_channel: bool = True,
     if family == "apot":
         return quant.APoTFormat(bits=bits, signed=True, per_channel=per_channel,
                                 clipping={"minmax": "max"}.get(clipping, "mse"))
+    if family == "multipoint":
+        if not per_channel:
+            raise HwsimError("multipoint weights are per output channel; per-tensor scales do "
+                             "not apply")
+        if clipping is not None:
+            raise HwsimError("multipoint points search their scales exactly (least squares); a "
+                             "weight clipping does not apply")
+        return quant.MultipointFormat(bits=bits, max_points=max_points)
     if family == "binary":  # least-squares sign planes: `bits` = planes (1: "ls1", else "gf")
         return quant.BinaryFormat("ls1") if bits == 1 else quant.BinaryFormat("gf", k=bits)
     raise HwsimError(f"unknown weight format {family!r}; expected one of "
@@ -98,7 +108,8 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
                        image_size: int = 224, engine: str | None = None,
                        weight_family: str = "int", first_last_int8: bool = False,
                        weight_clipping: str | None = None,
-                       depthwise_int8: bool = False, plan: Any = None) -> QuantizedFlow:
+                       depthwise_int8: bool = False, plan: Any = None, max_points: int = 2,
+                       points_budget: float | None = None) -> QuantizedFlow:
     """Quantize a built-in model: weights of `weight_family` ("int": signed symmetric uniform,
     "apot": additive powers of two) at `bits` bits, per channel by default; activations
     `act_bits`-bit (default: `bits`) unsigned asymmetric per tensor, min-max ranges.
@@ -107,13 +118,18 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
     `weight_clipping`: see `weight_format`. `engine`: compute every uniform conv/linear as that
     real engine does (see `hwsim.lower.lower`). `plan`: a `PrecisionPlan` applied on top, per
     layer (see `plan_formats`; the --first-last-int8 / --depthwise-int8 layers it names follow
-    the plan)."""
+    the plan). "multipoint": up to `max_points` points per channel; `points_budget` (an
+    extra-row fraction, e.g. 0.1) gives the points by output error on the calibration images
+    (`quant.calibrate.multipoint.assign_points`); None: every channel gets `max_points`."""
     import quant
     from hwsim import zoo
     from hwsim.lower import lower
 
     if model_name not in ZOO_MODELS:
         raise HwsimError(f"unknown model {model_name!r}; built-in models: {', '.join(ZOO_MODELS)}")
+    if points_budget is not None and weight_family != "multipoint":
+        raise HwsimError(f"a points budget applies to multipoint weights; the weight format is "
+                         f"{weight_family!r}")
     model = getattr(zoo, model_name)()
     model.eval()
     calib = zoo.sample_images("calib", size=image_size)
@@ -133,13 +149,20 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
                 per_channel=per_channel, clipping=weight_clipping)
             layer_weight.update(planned)
     config = quant.QuantConfig(
-        weight=weight_format(weight_family, bits, per_channel, weight_clipping),
+        weight=weight_format(weight_family, bits, per_channel, weight_clipping, max_points),
         activation=quant.IntFormat(bits=act_bits or bits, signed=False, symmetric=False,
                                    per_channel=False),
         layer_weight=layer_weight,
         layer_activation=layer_activation,
     )
-    qm = quant.quantize(model, config, [calib], example_input=calib[:1])
+    if points_budget is None:
+        qm = quant.quantize(model, config, [calib], example_input=calib[:1])
+    else:
+        from quant.calibrate.multipoint import assign_points
+        from quant.model import initial_state
+
+        state = initial_state(model, config, [calib], example_input=calib[:1])
+        qm = assign_points(state, [calib], budget=float(points_budget)).model()
     suffix = "" if weight_family == "int" else f"_{weight_family}"
     program = lower(qm, requant=requant, accumulator_bits=accumulator_bits,
                     accumulator_mode=accumulator_mode, name=f"{model_name}_w{bits}{suffix}",

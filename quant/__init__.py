@@ -15,6 +15,7 @@ from quant.errors import CalibrationError, DegenerateChannelWarning, QuantError,
 from quant.formats import (APoTFormat, APoTParams, BinaryFormat, BinaryParams, FormatEntry, IntFormat, QuantParams,
                            binary_fake_quant, encode_binary, fit_binary, fit_int_params,
                            fit_params, format_family, register_format, registered_formats)
+from quant.formats import MultipointFormat, MultipointParams, fit_multipoint
 from quant.graph import LayerGraph, LayerRecord
 
 # name -> module that defines it; imported when the name is first used (the torch-facing ones
@@ -31,6 +32,7 @@ _LAZY = {
     "QuantConfig": "quant.model",
     "QuantizedModel": "quant.model",
     "quantize": "quant.model",
+    "assign_points": "quant.calibrate.multipoint",
 }
 
 
@@ -81,6 +83,10 @@ __all__ = [
     "DegenerateChannelWarning",
     "FormatEntry",
     "IntFormat",
+    "MultipointFormat",
+    "MultipointParams",
+    "assign_points",
+    "fit_multipoint",
     "LayerGraph",
     "LayerRecord",
     "QuantConfig",

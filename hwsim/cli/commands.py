@@ -161,6 +161,13 @@ def _with_precision(args: argparse.Namespace, layers):
 
         check_input_file("--plan", args.plan, "a precision plan (YAML or JSON)")
         layers = load_plan(args.plan).apply(layers)
+    for layer in layers:
+        if layer.weight_format == "multipoint":
+            where = "--weight-format" if args.weight_format == "multipoint" else f"--plan {args.plan}"
+            raise HwsimError(f"{where}: layer {layer.name!r} has multipoint weights, whose extra "
+                             "rows depend on the weights; cost a saved multipoint program instead "
+                             "(`hwsim verify --weight-format multipoint --save-program P`, then "
+                             "--model P.json)")
     return layers
 
 
@@ -200,7 +207,9 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
                               weight_family=args.weight_format,
                               first_last_int8=args.first_last_int8,
                               weight_clipping=args.weight_clipping,
-                              depthwise_int8=args.depthwise_int8)
+                              depthwise_int8=args.depthwise_int8,
+                              max_points=getattr(args, "max_points", None) or 2,
+                              points_budget=getattr(args, "points_budget", None))
     steps.update()
     steps.set_description("execute + verify")
     report = run_verify(flow.qm, flow.program, flow.eval_images if source is None else source,

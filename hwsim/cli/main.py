@@ -28,9 +28,11 @@ Errors are one line on stderr and exit status 2. Run `hwsim COMMAND --help` for 
 command's options."""
 
 # Bit widths the number formats accept (quant.IntFormat: 2..16; quant.APoTFormat signed: a sign
-# bit plus 2..6 magnitude bits); accumulators as hwsim.lower takes them. Checked against quant
-# in tests/test_cli_hardening.py.
-WEIGHT_BITS = {"int": (2, 16), "apot": (3, 7)}
+# bit plus 2..6 magnitude bits; quant.MultipointFormat: 2..8); accumulators as hwsim.lower takes
+# them. Checked against quant in tests/test_cli_hardening.py (multipoint: test_cli_multipoint.py).
+WEIGHT_BITS = {"int": (2, 16), "apot": (3, 7), "multipoint": (2, 8)}
+# Points per output channel quant.MultipointFormat accepts (its max_points).
+MAX_POINTS = (1, 64)
 ACT_BITS = (2, 16)
 ACC_BITS = (8, 64)
 # The zoo's evaluation images (hwsim.zoo.sample_images("eval"): 5 photos x 10 crops).
@@ -43,7 +45,8 @@ RANDOM_WEIGHTS_NOTE = ("the built-in {model} has random (seeded) weights, not tr
                        "(only mobilenet_v2 has real ImageNet weights)")
 # Options of `verify` that configure quantization: --model only (an ONNX model is quantized).
 QUANT_OPTIONS = ("bits", "weight_format", "weight_clipping", "first_last_int8", "depthwise_int8",
-                 "act_bits", "per_tensor", "requant", "acc_bits", "acc_mode", "plan")
+                 "act_bits", "per_tensor", "requant", "acc_bits", "acc_mode", "plan",
+                 "max_points", "points_budget")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,6 +72,18 @@ def _int_in(lo: int, hi: int | None = None):
 
     parse.__name__ = want
     return parse
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a finite number >= 0 (an extra-row fraction)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 (a fraction of extra rows, "
+                                         f"e.g. 0.1), got {text!r}")
+    return value
 
 
 def _builtin_workloads() -> str:
@@ -114,13 +129,24 @@ def build_parser() -> argparse.ArgumentParser:
     def quant_opts(sp: argparse.ArgumentParser) -> None:
         lo, hi = WEIGHT_BITS["int"]
         alo, ahi = WEIGHT_BITS["apot"]
+        mlo, mhi = WEIGHT_BITS["multipoint"]
         sp.add_argument("--bits", type=_int_in(lo, hi), default=None,
                         help=f"weight bits (default 8): {lo}..{hi} for --weight-format int, "
-                             f"{alo}..{ahi} for apot")
+                             f"{alo}..{ahi} for apot, {mlo}..{mhi} for multipoint")
         sp.add_argument("--weight-format", choices=list(WEIGHT_FAMILIES), default=None,
-                        help="weight number format: int (uniform, signed symmetric; the default) "
-                             "or apot (additive powers of two: a sign bit and bits-1 magnitude "
-                             "bits; runs shift-add)")
+                        help="weight number format: int (uniform, signed symmetric; the default), "
+                             "apot (additive powers of two: a sign bit and bits-1 magnitude "
+                             "bits; runs shift-add) or multipoint (each output channel a sum of "
+                             "1..--max-points bits-bit points, run as extra rows of one bits-bit "
+                             "layer)")
+        sp.add_argument("--max-points", type=_int_in(*MAX_POINTS), default=None, metavar="N",
+                        help=f"multipoint: most points per output channel, {MAX_POINTS[0]}.."
+                             f"{MAX_POINTS[1]} (default 2)")
+        sp.add_argument("--points-budget", type=_fraction, default=None, metavar="FRACTION",
+                        help="multipoint: extra rows as a fraction of the multipoint layers' "
+                             "output channels (0.1: 10%% more rows), given to the channels with "
+                             "the largest output error on the calibration images; at most "
+                             "--max-points - 1 (default: every channel gets --max-points points)")
         sp.add_argument("--weight-clipping", choices=list(WEIGHT_CLIPPINGS), default=None,
                         help="weight range: minmax (largest magnitude) or mse (searched); "
                              "default: minmax for int, mse for apot")
@@ -285,12 +311,35 @@ def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
         if args.bits is not None and not lo <= args.bits <= hi:
             sp.error(f"argument --bits: --weight-format {family} takes {lo}..{hi} bits, "
                      f"got {args.bits}")
+        _check_multipoint(args, family, sp)
         defaults = {"bits": 8, "weight_format": "int", "first_last_int8": False,
                     "depthwise_int8": False, "act_bits": 8, "per_tensor": False,
                     "requant": "dyadic", "acc_bits": 32, "acc_mode": "wrap"}
         for name, value in defaults.items():
             if getattr(args, name) is None:
                 setattr(args, name, value)
+
+
+def _check_multipoint(args: argparse.Namespace, family: str, sp: argparse.ArgumentParser) -> None:
+    """--max-points / --points-budget belong to --weight-format multipoint, whose scales are
+    per channel and searched (no --per-tensor, no --weight-clipping); the budget is at most
+    what the layers can take, --max-points - 1."""
+    given = [f"--{o.replace('_', '-')}" for o in ("max_points", "points_budget")
+             if getattr(args, o) is not None]
+    if family != "multipoint":
+        if given:
+            sp.error(f"{', '.join(given)}: apply to --weight-format multipoint, not {family}")
+        return
+    for option, what in (("per_tensor", "per-channel points"),
+                         ("weight_clipping", "exactly searched point scales")):
+        if getattr(args, option):
+            sp.error(f"--{option.replace('_', '-')}: --weight-format multipoint has {what}")
+    if args.max_points is None:
+        args.max_points = 2
+    most = args.max_points - 1
+    if args.points_budget is not None and args.points_budget > most:
+        sp.error(f"argument --points-budget: {args.points_budget:g} extra rows per channel is "
+                 f"beyond what --max-points {args.max_points} allows (at most {most})")
 
 
 def _exit_status(exc: SystemExit) -> int:

@@ -140,6 +140,34 @@ __all__ += [
     "shift_add_terms",
 ]
 
+from hwsim.kernels.multipoint import (  # noqa: E402  (multipoint weights: extra rows)
+    PreparedRows,
+    RowRequant,
+    conv2d_rows,
+    linear_rows,
+    multipoint_multipliers,
+    prepare_conv2d_rows,
+    requantize_rows,
+)
+from hwsim.kernels.reference import (  # noqa: E402
+    conv2d_rows_reference,
+    linear_rows_reference,
+    requantize_rows_reference,
+)
+
+__all__ += [
+    "PreparedRows",
+    "RowRequant",
+    "conv2d_rows",
+    "conv2d_rows_reference",
+    "linear_rows",
+    "linear_rows_reference",
+    "multipoint_multipliers",
+    "prepare_conv2d_rows",
+    "requantize_rows",
+    "requantize_rows_reference",
+]
+
 # ONNX Runtime's float32 QLinear ops (tables, element-wise, softmax, average pool) and the
 # nearest resize of codes
 from hwsim.kernels.avgpool_f32 import average_pool2d_f32  # noqa: E402

@@ -3,8 +3,8 @@
 Reads only the QuantizedModel's numpy API (graph records, integer codes, scales, zero points), so
 this package does not import torch itself. Each captured record is lowered by one registered
 function (``hwsim.lower.registry``): conv2d / linear by their weight format family (``uniform``,
-``binary``, ``apot``), the other records by their op (``records``). Requantization constants are
-derived once, in ``context``.
+``binary``, ``apot``, ``multipoint``), the other records by their op (``records``).
+Requantization constants are derived once, in ``context``.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from hwsim.errors import ProgramError
 from hwsim.ir import IntProgram, check_program
 from hwsim.ir.specs import ACCUMULATOR_MODES, AccumulatorConfig, AccumulatorMode, RequantMode
 from hwsim.lower import apot, binary, records, uniform  # noqa: F401  (register the lowerings)
+from hwsim.lower import multipoint  # noqa: F401  (the multipoint family's lowering)
 from hwsim.lower.context import LoweringContext
 from hwsim.lower.engines import engine_choice, with_engine
 from hwsim.lower.registry import (RECORD_LOWERINGS, WEIGHTED_RECORD_OPS, WeightLowering,

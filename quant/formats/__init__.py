@@ -16,6 +16,12 @@ from quant.formats.registry import (
     unregister_format,
 )
 from quant.formats.uniform import IntFormat, QuantParams
+from quant.formats.multipoint import (MultipointFormat, MultipointParams, decode_multipoint,
+                                      fit_multipoint, fit_multipoint_ladder)
+from quant.formats.multipoint_entry import (decode_multipoint_codes, encode_multipoint,
+                                            fit_multipoint_weight, multipoint_code_scale,
+                                            multipoint_storage_bits, multipoint_weight_problem)
+from quant.formats.multipoint_points import CalibrationStats, PointAllocation, allocate_points
 from quant.formats.uniform_fit import fit_int_params, params_from_range, quantization_mse
 
 
@@ -49,6 +55,11 @@ register_format(FormatEntry(
     code_scale=lambda params: params.scale,
     fake_quant=straight_through,  # a learnable clipping threshold: apot_fake_quant(w, alpha, fmt)
     check_weight=lambda fmt: None if fmt.signed else "APoT weights are signed (signed=True)"))
+register_format(FormatEntry(  # Liu et al., AAAI 2021: points as extra rows of one b-bit GEMM
+    name="multipoint", format_type=MultipointFormat, fit=fit_multipoint_weight,
+    encode=encode_multipoint, decode=decode_multipoint_codes,
+    storage_bits=multipoint_storage_bits, code_scale=multipoint_code_scale,
+    fake_quant=straight_through, check_weight=multipoint_weight_problem))
 
 __all__ = [
     "family_entry",
@@ -63,6 +74,14 @@ __all__ = [
     "BinaryParams",
     "FormatEntry",
     "IntFormat",
+    "CalibrationStats",
+    "MultipointFormat",
+    "MultipointParams",
+    "PointAllocation",
+    "allocate_points",
+    "decode_multipoint",
+    "fit_multipoint",
+    "fit_multipoint_ladder",
     "QuantParams",
     "binary_fake_quant",
     "encode_binary",

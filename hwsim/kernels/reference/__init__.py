@@ -52,6 +52,14 @@ __all__ = [
     "xnor_popcount_matmul_reference",
 ]
 
+from hwsim.kernels.reference.multipoint import (  # noqa: E402  (multipoint weights)
+    conv2d_rows_reference,
+    linear_rows_reference,
+    requantize_rows_reference,
+)
+
+__all__ += ["conv2d_rows_reference", "linear_rows_reference", "requantize_rows_reference"]
+
 from hwsim.kernels.reference.qlinear import (  # noqa: E402  (ONNX Runtime's float32 ops)
     activation_lut_reference,
     qlinear_add_reference,
