@@ -11,15 +11,15 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.ir import IntProgram, check_program
-from hwsim.onnx import _qdq, _qlinear_ops, _qoperator, _resize
+from hwsim.onnx import _float_island, _qdq, _qlinear_ops, _qoperator, _resize
 from hwsim.onnx._builder import ProgramBuilder
 from hwsim.onnx._model import ModelSource, OnnxModel, load_model, node_label, static_dims
 from hwsim.onnx._values import (CODE_DTYPES, Dequantized, DequantizedConst, FloatInput,
                                 FloatOp, QTensor, Quant)
 from hwsim.onnx.errors import OnnxImportError
 
-_HANDLERS = {**_qoperator.HANDLERS, **_qdq.HANDLERS, **_qlinear_ops.HANDLERS,
-             **_resize.HANDLERS}
+_HANDLERS = _float_island.with_float_islands({**_qoperator.HANDLERS, **_qdq.HANDLERS,
+                                               **_qlinear_ops.HANDLERS, **_resize.HANDLERS})
 
 SUPPORTED = (
     "QOperator: QuantizeLinear (of the model input), QLinearConv, QLinearMatMul, "
@@ -27,7 +27,9 @@ SUPPORTED = (
     "QLinearAveragePool, QLinearSigmoid, QLinearLeakyRelu, QLinearSoftmax and QLinearConcat, "
     "MaxPool, Resize (nearest), Flatten, Reshape (to (N, -1)), Identity, DequantizeLinear (of "
     "the model output); "
-    "QDQ: DequantizeLinear -> " + " | ".join(_qdq.FOLDABLE) + " -> QuantizeLinear")
+    "QDQ: DequantizeLinear -> " + " | ".join(_qdq.FOLDABLE) + " -> QuantizeLinear; "
+    "float islands (float ops between DequantizeLinear and QuantizeLinear, run in float32): "
+    + ", ".join(_float_island.SUPPORTED_OPS))
 
 
 def load_onnx_program(source: ModelSource, *, int16_pairs: bool | None = None,
@@ -54,6 +56,10 @@ def load_onnx_program(source: ModelSource, *, int16_pairs: bool | None = None,
     the ONNX tensor whose codes it computes, and keeps the ONNX node name in `Node.source`; the
     output node is the one the model's final DequantizeLinear reads. The batch dimension of
     the input may be symbolic (the program records 1; `execute` accepts any batch).
+
+    Float ops ONNX Runtime runs in float32 between DequantizeLinear and QuantizeLinear (float
+    islands: HardSigmoid, HardSwish, squeeze-excite gates, ...) become one `float_island` node
+    per QuantizeLinear, named after its output (`hwsim.onnx._float_island`).
 
     Raises OnnxImportError naming the file and the node for unreadable models and unsupported
     ops or attributes.
@@ -164,6 +170,8 @@ class _Importer:
             return f"the float output of node {node_label(v.node)} (not quantized right after)"
         if isinstance(v, FloatInput):
             return f"the float model input {v.name!r} (not quantized)"
+        if isinstance(v, _float_island.FloatExpr):
+            return v.describe()
         if isinstance(v, np.ndarray):
             return f"a constant of type {v.dtype}, shape {v.shape}"
         return "nothing (an omitted input)" if v is None else type(v).__name__

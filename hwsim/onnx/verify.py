@@ -25,7 +25,7 @@ from hwsim.verify import sqnr_db
 
 ZOO_INPUT = (3, 224, 224)
 _NPY_MAGIC = b"\x93NUMPY"
-COLUMNS = ["layer", "op", "outputs", "mismatches", "max_lsb_diff", "sqnr_db"]
+COLUMNS = ["layer", "op", "unit", "outputs", "mismatches", "max_lsb_diff", "sqnr_db"]
 
 
 @dataclass
@@ -201,10 +201,21 @@ def _row(program: IntProgram, name: str, ours: np.ndarray, theirs: np.ndarray) -
         raise HwsimError(f"node {name!r}: hwsim computed shape {ours.shape}, ONNX Runtime "
                          f"{theirs.shape}")
     diff = np.abs(ours.astype(np.int64) - theirs.astype(np.int64))
-    return {"layer": name, "op": node.op, "outputs": int(diff.size),
+    return {"layer": name, "op": node.op, "unit": _unit(node), "outputs": int(diff.size),
             "mismatches": int(np.count_nonzero(diff)),
             "max_lsb_diff": int(diff.max()) if diff.size else 0,
             "sqnr_db": sqnr_db(node.out.dequantize(theirs), node.out.dequantize(ours))}
+
+
+def _unit(node) -> str:
+    """Where a node runs: a compute unit (ops the cost model prices), the vector unit, or the
+    vector unit in float32 (a float island: ONNX float ops ONNX Runtime did not quantize)."""
+    from hwsim.ir.ops import op_def
+    from hwsim.ops.float_island import FLOAT_ISLAND_UNIT
+
+    if node.op == "float_island":
+        return FLOAT_ISLAND_UNIT
+    return "compute unit" if op_def(node.op).workload is not None else "vector unit"
 
 
 def _summary(model, program: IntProgram, run: ExecutionResult, ref: dict, per_layer: pd.DataFrame,
