@@ -10,7 +10,9 @@ Each block sits between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``
 - ``bitfusion``: what `examples/bitfusion_mobilenet.py` prints (summary, and per layer);
 - ``bitserial``: the cycle/energy table of `bench/bench_bit_serial.py` (not its timings);
 - ``zigzag``: the hwsim-vs-ZigZag table of `bench/bench_zigzag.py`;
-- ``codesign``: what `examples/codesign_mobilenet.py` prints (without wall times).
+- ``codesign``: what `examples/codesign_mobilenet.py` prints (without wall times);
+- ``multipoint``: the relative weight error of multipoint fits on a seeded (64, 1152) N(0, 1)
+  matrix, the paper's setting (the same matrix `tests/test_quant_multipoint.py` checks).
 
     python scripts/readme_figures.py                 # rewrite every block
     python scripts/readme_figures.py --check demo    # exit 1 and print a diff if stale
@@ -198,9 +200,29 @@ def codesign_block() -> str:
     return _without_wall_times("codesign_mobilenet.py")
 
 
+def multipoint_block() -> str:
+    import numpy as np
+
+    from quant.formats.multipoint import MultipointFormat, fit_multipoint_ladder
+
+    w = np.random.default_rng(2021).standard_normal((64, 1152))
+    norm = np.linalg.norm(w)
+    points = 4
+    rows = ["| points' width | scale search | " + " | ".join(f"n = {n}" for n in
+                                                             range(1, points + 1)) + " |",
+            "|---|---|" + "---|" * points]
+    for bits in (4, 3, 2):
+        for search, label in (("grid", "400-point grid"), ("exact", "exact (default)")):
+            ladder = fit_multipoint_ladder(w, MultipointFormat(bits, points, search=search))
+            errs = [np.linalg.norm(ladder.residual(n)) / norm for n in range(1, points + 1)]
+            rows.append(f"| {bits} bits | {label} | " + " | ".join(f"{e:.4f}" for e in errs)
+                        + " |")
+    return "\n".join(rows)
+
+
 BLOCKS = {"demo": demo_block, "apot": apot_block, "digits": digits_block,
           "minilm": minilm_block, "bitfusion": bitfusion_block, "bitserial": bitserial_block,
-          "zigzag": zigzag_block, "codesign": codesign_block}
+          "zigzag": zigzag_block, "codesign": codesign_block, "multipoint": multipoint_block}
 
 
 def _block_in_fresh_process(name: str) -> str:
