@@ -40,31 +40,14 @@ from hwsim.kernels import float_island as fk  # noqa: E402
 from hwsim.onnx import OnnxImportError, load_onnx_program, quantize_input, verify_onnx  # noqa: E402
 from hwsim.ops.float_island import FLOAT_ISLAND_UNIT  # noqa: E402
 from hwsim.workloads.program import uncosted_ops  # noqa: E402
+from tests._onnx_helpers import MS, elem as _elem, model_bytes as _model  # noqa: E402
+from tests._onnx_helpers import session as _session  # noqa: E402
 
 F32 = np.float32
 DTYPES = [np.uint8, np.int8]
-MS = "com.microsoft"
 
 
-def _elem(dtype) -> int:
-    return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
-
-def _model(nodes, inputs, outputs, inits: dict, opset: int = 17) -> bytes:
-    graph = helper.make_graph(
-        nodes, "g", inputs, outputs,
-        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
-                                                    helper.make_opsetid(MS, 1)])
-    model.ir_version = 9
-    return model.SerializeToString()
-
-
-def _session(model: bytes) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
 def _out(name, dtype):

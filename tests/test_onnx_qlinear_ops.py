@@ -37,34 +37,21 @@ from hwsim.kernels.fma import fma_f32  # noqa: E402
 from hwsim.kernels.mlas_float import dequantize_f32, leaky_relu_f32, logistic_f32  # noqa: E402
 from hwsim.onnx import load_onnx_program, quantize_input, verify_onnx  # noqa: E402
 from hwsim.workloads.program import uncosted_ops  # noqa: E402
+from tests._onnx_helpers import MS, elem as _elem, model_bytes  # noqa: E402
+from tests._onnx_helpers import session as _session  # noqa: E402
 
 F32 = np.float32
 DTYPES = [np.uint8, np.int8]
-MS = "com.microsoft"
 
 
 # ------------------------------------------------------------------------------------------------
 # Models and sessions
 
-def _elem(dtype) -> int:
-    return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
-
 
 def _model(nodes, inputs, output: str, out_dtype, inits: dict) -> bytes:
-    graph = helper.make_graph(
-        nodes, "g", inputs, [helper.make_tensor_value_info(output, _elem(out_dtype), None)],
-        initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid(MS, 1)])
-    model.ir_version = 9
-    return model.SerializeToString()
+    return model_bytes(nodes, inputs, [helper.make_tensor_value_info(output, _elem(out_dtype), None)],
+                       inits)
 
-
-def _session(model: bytes) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = 1
-    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 
 class OneOp:
