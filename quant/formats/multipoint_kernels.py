@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from quant.formats.multipoint_search import SPAN_TOLERANCE, basis_pinv
+from quant.formats.multipoint_search import NEGLIGIBLE, SPAN_TOLERANCE, basis_pinv
 
 
 @njit(cache=True)
@@ -66,7 +66,7 @@ def _exact_rows(r: np.ndarray, orders: np.ndarray, levels: int, basis: np.ndarra
             mags[i] = abs(r[k, i])
         order = orders[k]
         amax = mags[order[0]]
-        if amax == 0.0:
+        if amax < NEGLIGIBLE:
             codes[k, :] = 0
             scale[k] = 0.0
             continue

@@ -29,12 +29,17 @@ piece), so it can stop in a local minimum worse than the grid: it is not offered
 Every function takes ``r`` float64 (K, d) (finite) and the largest code ``levels = L >= 1``, and
 returns ``(codes, scale)``: ``codes`` int8 (K, d) in ``[-L, L]`` and ``scale`` float64 (K,)
 ``>= 0``, the scale the search chose (exact: the pattern's least-squares scale
-``<r, q> / <q, q>``).  An all-zero row gets zero codes and scale 0.
+``<r, q> / <q, q>``).  An all-zero row gets zero codes and scale 0, and so does a row whose
+largest magnitude is below ``NEGLIGIBLE`` (2^-1000, about 9.3e-302): its scales would be
+subnormal floats, too coarse for the search's arithmetic (such a residual is left as it is).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+# Rows whose largest magnitude is below this count as zero rows (module docstring).
+NEGLIGIBLE = 2.0 ** -1000
 
 # Work arrays of the numpy searches are chunked over rows to about this many float64 values.
 _CHUNK_VALUES = 1 << 21
@@ -44,10 +49,11 @@ SPAN_TOLERANCE = 1e-9
 
 
 def _peaks(r: np.ndarray, levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(|r|, live rows (K,) bool, ``max|r| / L`` per row with 1.0 on all-zero rows)."""
+    """(|r|, live rows (K,) bool, ``max|r| / L`` per row with 1.0 on zero rows (all below
+    ``NEGLIGIBLE``))."""
     mags = np.abs(r)
     amax = mags.max(axis=1)
-    live = amax > 0
+    live = amax >= NEGLIGIBLE
     return mags, live, np.where(live, amax / levels, 1.0)
 
 
