@@ -1,9 +1,16 @@
 """``hwsim allocate``: choose per-layer precisions against the target accelerator.
 
-Flags are parsed here (budgets such as ``latency=0.5x``, options such as ``int:w4a8``); the
-work is `hwsim.codesign` (sensitivity + accelerator cost tables -> solver -> quantize -> lower
--> verify -> cost). Writes the plan (``--out``, readable by ``simulate --plan``), optionally a
+Flags are parsed here (budgets such as ``latency=0.5x``, options such as ``int:w4a8`` or
+``multipoint:w4x1.25a8``); the work is `hwsim.codesign` (sensitivity + accelerator cost tables
+-> solver -> quantize -> lower -> verify -> cost). Writes the plan (``--out``, readable by
+``simulate --plan`` when it has no multipoint layers), optionally the realized integer program
+(``--save-program``: what ``simulate --model P.json`` prices, multipoint layers included), a
 JSON report and plots, and prints the plan beside the uniform base network.
+
+A multipoint option ``multipoint:wBxPaA`` (Liu et al., "Post-training Quantization with Multiple
+Points: Mixed Precision without Mixed Precision", AAAI 2021) gives a layer of K output channels
+``K + round((P - 1) K)`` B-bit weight rows (its extra points go to the channels with the largest
+output error), priced as that many rows of a B-bit int layer; ``multipoint:wBaA`` is P = 1.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 from hwsim.errors import HwsimError
@@ -19,7 +27,8 @@ from hwsim.errors import HwsimError
 RESOURCE_ALIASES = {"latency": "latency_cycles", "energy": "energy_pj", "size": "size_bits",
                     "bops": "bops", "dram": "dram_bytes", "compute": "compute_cycles"}
 DEFAULT_OPTIONS = ("int:w8a8", "int:w4a8", "int:w8a4", "int:w4a4", "int:w2a8")
-_OPTION = re.compile(r"^(?:(?P<family>[a-z][a-z0-9_]*):)?w(?P<w>\d+)a(?P<a>\d+)$")
+_OPTION = re.compile(r"^(?:(?P<family>[a-z][a-z0-9_]*):)?w(?P<w>\d+)"
+                     r"(?:x(?P<p>\d+(?:\.\d*)?|\.\d+))?a(?P<a>\d+)$")
 
 
 def parse_budget(text: str) -> tuple[str, str]:
@@ -34,14 +43,25 @@ def parse_budget(text: str) -> tuple[str, str]:
 
 
 def parse_option(text: str):
-    """``"int:w4a8"`` or ``"w4a8"`` (int) or ``"apot:w4a8"`` -> a `quant.allocate.Option`."""
+    """``"int:w4a8"`` or ``"w4a8"`` (int) or ``"apot:w4a8"`` or ``"multipoint:w4x1.25a8"``
+    (4-bit points, 1.25 rows per output channel on average) -> a `quant.allocate.Option`."""
     from quant.allocate import Option
+    from quant.errors import QuantError
 
     match = _OPTION.match(text.strip().lower())
     if match is None:
         raise HwsimError(f"--options {text}: expected [FAMILY:]wBITSaBITS, e.g. int:w4a8 or "
-                         f"apot:w4a8")
-    return Option(int(match["w"]), int(match["a"]), match["family"] or "int", "int")
+                         f"apot:w4a8, or multipoint:wBITSxPOINTSaBITS, e.g. "
+                         f"multipoint:w4x1.25a8")
+    family = match["family"] or "int"
+    if match["p"] is not None and family != "multipoint":
+        raise HwsimError(f"--options {text}: xPOINTS (weight rows per output channel) applies "
+                         f"to multipoint options only, e.g. multipoint:w4x1.25a8")
+    try:
+        return Option(int(match["w"]), int(match["a"]), family, "int",
+                      weight_points=float(match["p"] or 1))
+    except QuantError as exc:
+        raise HwsimError(f"--options {text}: {exc}") from None
 
 
 def add_parser(command) -> None:
@@ -61,7 +81,10 @@ def add_parser(command) -> None:
                          "ratio of the uniform base network like 0.5x")
     sp.add_argument("--options", default=",".join(DEFAULT_OPTIONS), metavar="LIST",
                     help=f"comma-separated per-layer options, [FAMILY:]wBITSaBITS (default "
-                         f"{','.join(DEFAULT_OPTIONS)}); the first is the base")
+                         f"{','.join(DEFAULT_OPTIONS)}); the first is the base (not "
+                         f"multipoint). Multipoint: multipoint:wBITSxPOINTSaBITS, e.g. "
+                         f"multipoint:w4x1.25a8 (4-bit points, K + round(0.25 K) weight rows "
+                         f"for a layer of K output channels)")
     sp.add_argument("--sensitivity", default="empirical_fisher",
                     choices=["empirical_fisher", "fisher", "measured", "hutchinson"],
                     help="how each layer's loss increase is predicted (default "
@@ -73,6 +96,9 @@ def add_parser(command) -> None:
     sp.add_argument("--out", required=True, metavar="PLAN.json",
                     help="write the plan (a precision plan: simulate/cost --plan read it)")
     sp.add_argument("--json", metavar="PATH", help="write the report (plan, costs, fidelity)")
+    sp.add_argument("--save-program", metavar="PATH",
+                    help="write the plan's integer program (PATH.json + PATH.npz; `simulate "
+                         "--model PATH.json` prices it, multipoint layers included)")
     sp.add_argument("--plot", metavar="PATH.png",
                     help="plot predicted loss vs latency over a latency-budget sweep (and the "
                          "bits per layer beside it, PATH_bits.png); needs hwsim[plot]")
@@ -84,8 +110,8 @@ def allocate(args: argparse.Namespace) -> int:
     from hwsim.cli.output import check_output_path
     from hwsim.codesign import prepare
 
-    for flag in ("--out", "--json", "--plot"):
-        check_output_path(flag, getattr(args, flag[2:]))
+    for flag in ("--out", "--json", "--plot", "--save-program"):
+        check_output_path(flag, getattr(args, flag[2:].replace("-", "_")))
     check_input_file("--hw", args.hw, "an accelerator config (.yaml)")
     if not args.budget:
         raise HwsimError("--budget: give at least one, e.g. --budget latency=0.8x")
@@ -93,6 +119,10 @@ def allocate(args: argparse.Namespace) -> int:
     options = [parse_option(o) for o in args.options.split(",") if o.strip()]
     if len(set(options)) != len(options) or not options:
         raise HwsimError(f"--options {args.options}: expected distinct options")
+    if options[0].weight_format == "multipoint":
+        raise HwsimError(f"--options {args.options}: the first option is the base, a uniform "
+                         f"network every option is priced against; put a non-multipoint option "
+                         f"first")
     if args.images is not None and args.images < 1:
         raise HwsimError(f"--images {args.images}: expected a positive number")
     accel = load_accelerator(args.hw)
@@ -107,6 +137,14 @@ def allocate(args: argparse.Namespace) -> int:
     plan.save(args.out)
     base = problem.uniform(options[0])
     written = [args.out]
+    if args.save_program:
+        from hwsim.ir import save_program
+
+        try:
+            path = save_program(plan.program, args.save_program)
+        except HwsimError as exc:
+            raise HwsimError(f"--save-program {args.save_program}: {exc}") from None
+        written.append(f"{path} (and {path.with_suffix('.npz').name}: the integer program)")
     if args.json:
         report = {"plan": plan.to_dict(), "base": base.to_dict()}
         Path(args.json).write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
@@ -144,6 +182,10 @@ def print_plan_vs_base(args: argparse.Namespace, model: str, accel, plan, base) 
         for key, n in sorted(counts.items()):
             print(f"  {n:>3} x {key}")
         print()
+    for layer, (priced, realized) in plan.short_rows.items():
+        print(f"warning: layer {layer!r}: priced with {priced} multipoint weight rows, realized "
+              f"with {realized} (no channel could take another point); its simulated cost is "
+              f"not the predicted one", file=sys.stderr)
     print(f"{'network':<14}{'latency ms':>12}{'energy uJ':>12}{'size Mbit':>11}{'SQNR dB':>9}"
           f"{'top-1 agr':>10}   predicted == simulated")
     print(_row(f"uniform {base.chosen[base.layers[0]].label.split()[-1]}", base, accel))

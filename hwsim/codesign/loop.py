@@ -21,6 +21,15 @@ Steps (`prepare` does 1-4 once; `CodesignProblem.solve` does 5-7 per budget):
    the evaluation images -> `cost_network(accel, program_workload(program))`;
 7. `CodesignResult`: predicted totals (the allocation's) beside the simulated ones.
 
+Multipoint options (``Option(b, a, "multipoint", weight_points=p)``) sit beside the uniform ones:
+a layer of K channels at such an option has ``R = option.rows(K)`` weight rows, ``R - K`` extra
+b-bit points given to its channels by output error on the calibration images; step 2 scores
+exactly those weights (`quant.calibrate.multipoint.LayerPointFits`, shared by the sensitivity
+table and the realization), step 3 prices the layer's integer form with R rows on the unit its
+b-bit int weights go to (`hwsim.codesign.costs`), step 6 realizes the same points. See
+`hwsim.codesign.realize` for when a layer could end with fewer rows than priced
+(``CodesignResult.short_rows``; then its simulated cost is below the prediction).
+
 Predicted == simulated. The allocator's tables and `cost_network` are the same analytical model
 of the same layer shapes at the same widths, so per layer and in total the figures are equal
 (latency in cycles exactly; energy in pJ exactly when both are summed with ``math.fsum`` --
@@ -33,6 +42,7 @@ record (e.g. a matmul of activations) is a `CodesignError`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -43,10 +53,13 @@ import numpy as np
 
 from hwsim.codesign.budgets import absolute_budgets
 from hwsim.codesign.costs import AcceleratorCosts
-from hwsim.codesign.realize import (CodesignError, Realization, act_fmt, base_config, realize,
+from hwsim.codesign.realize import (MULTIPOINT_MAX_POINTS, CodesignError, Realization, act_fmt,
+                                    base_config, option_params, point_fits, realize,
+                                    weight_fmt,
                                     sensitivity_formats)
 from quant.allocate import Allocation, AllocationError, Option, solve_allocation, validate_problem
 from quant.allocate.ties import Tie
+from quant.errors import QuantError
 
 
 def _act_key(o: Option) -> tuple[str, int]:
@@ -104,6 +117,17 @@ class CodesignResult:
         """SQNR (dB) and top-1 agreement of the integer program with the float model."""
         return self.realization.fidelity
 
+    @property
+    def rows(self) -> dict[str, tuple[int, int]]:
+        """Per multipoint layer, (priced, realized) weight rows (`Realization.rows`)."""
+        return dict(self.realization.rows)
+
+    @property
+    def short_rows(self) -> dict[str, tuple[int, int]]:
+        """Multipoint layers realized with fewer rows than priced (their simulated cost is not
+        the predicted one); empty in the usual case."""
+        return self.realization.short_rows
+
     def predicted_vs_simulated(self) -> dict[str, dict[str, float | bool]]:
         """Per resource: ``predicted`` (the allocation's total), ``simulated`` (the realized
         program's, `Realization.totals`), ``equal`` (exactly) and ``max_layer_diff`` (largest
@@ -128,9 +152,11 @@ class CodesignResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able plan: ``{"layers": {name: {weight_bits, act_bits, weight_format,
-        act_format}}, "allocation": {...}}``; ``allocation`` is the `Allocation` JSON plus a
-        ``codesign`` section (accelerator, units, budgets, base totals, predicted vs simulated,
-        fidelity), informative only."""
+        act_format[, weight_points]}}, "allocation": {...}}`` (``weight_points`` for multipoint
+        options: `Option.to_dict`); ``allocation`` is the
+        `Allocation` JSON plus a ``codesign`` section (accelerator, units, budgets, base totals,
+        predicted vs simulated, fidelity, multipoint rows priced and realized), informative
+        only."""
         alloc = json.loads(self.allocation.to_json())
         pvs = {r: {k: (v if not isinstance(v, float) or math.isfinite(v) else repr(v))
                    for k, v in d.items()} for r, d in self.predicted_vs_simulated().items()}
@@ -141,6 +167,8 @@ class CodesignResult:
             "units": dict(self.units), "ratios": dict(self.ratios),
             "base_totals": dict(self.base_totals), "predicted_vs_simulated": pvs,
             "fidelity": fid, "uncosted": dict(self.uncosted),
+            "multipoint_rows": {n: {"priced": r[0], "realized": r[1]}
+                                for n, r in self.rows.items()},
             "ties": [{"layers": [self.layers[i] for i in t.layers], "key": "(act_format, act_bits)"}
                      for t in self.ties],
         }
@@ -171,6 +199,9 @@ class CodesignProblem:
     base_realization: Realization
     ties: tuple[Tie, ...]
     seed: int = 0
+    #: the multipoint fits (`quant.calibrate.multipoint.LayerPointFits`) the sensitivity table
+    #: scored and the realizations use; None without multipoint options
+    points: Any = None
 
     @property
     def omega(self) -> np.ndarray:
@@ -180,6 +211,45 @@ class CodesignProblem:
     def base_totals(self) -> dict[str, float]:
         """Resource -> the uniform-base network's total, as the allocator prices it."""
         return {r: math.fsum(v.tolist()) for r, v in self.base_costs.items()}
+
+    def subset(self, options: Sequence[Option]) -> "CodesignProblem":
+        """The same problem offering only ``options`` (some of its options, any order; the base
+        need not be among them): sensitivity columns, costs, units and ties of those options.
+        The sensitivity table's ``details`` stay those of the full table (informative)."""
+        from quant.sensitivity import SensitivityTable
+
+        options = tuple(options)
+        missing = [o.label for o in options if o not in self.options]
+        if not options or missing:
+            raise CodesignError(f"subset: options {missing or '[]'} are not among the problem's "
+                                f"options {[o.label for o in self.options]}")
+        idx = [self.options.index(o) for o in options]
+        t = self.sensitivity
+        table = SensitivityTable(np.asarray(t.omega)[:, idx], tuple(t.layer_names), options,
+                                 t.method, dict(t.details))
+        ties = tuple(Tie.by(tie.layers, options, _act_key) for tie in self.ties)
+        return dataclasses.replace(self, options=options, sensitivity=table,
+                                   costs={r: v[:, idx] for r, v in self.costs.items()},
+                                   units=self.units[:, idx], ties=ties)
+
+    def retarget(self, accel: Any) -> "CodesignProblem":
+        """The same problem (model, options, sensitivity, multipoint fits) priced on another
+        accelerator (an `Accelerator` or a config path): steps 3-4 again, no new sensitivity."""
+        from hwsim.arch import load_accelerator
+        from hwsim.cost import cost_network
+
+        if isinstance(accel, (str, Path)):
+            accel = load_accelerator(accel)
+        real = self.base_realization
+        model_costs = AcceleratorCosts(accel, real.workload)
+        costs = {r: np.asarray(v, dtype=np.float64)
+                 for r, v in model_costs.price(self.layers, self.options).items()}
+        units = np.asarray(model_costs.last.unit)
+        base_costs = {r: np.asarray(v, dtype=np.float64)[:, 0]
+                      for r, v in model_costs.price(self.layers, [self.base]).items()}
+        base_real = dataclasses.replace(real, cost=cost_network(accel, real.workload))
+        return dataclasses.replace(self, accel=accel, costs=costs, units=units,
+                                   base_costs=base_costs, base_realization=base_real)
 
     def min_total(self, resource: str) -> float:
         """The least achievable total of ``resource`` under the ties (every layer cheapest)."""
@@ -216,7 +286,7 @@ class CodesignProblem:
 
         real = realize(self.model, self.accel, chosen, self.act_source,
                        base_config(self.base, self.seed), self.calib,
-                       self.eval_images if verify else None)
+                       self.eval_images if verify else None, points=self.points)
         units = {n: str(self.units[l, k]) for l, (n, k) in enumerate(zip(self.layers, a.choice))}
         sim_units = dict(zip(real.cost.per_layer["name"], real.cost.per_layer["unit"]))
         bad = [n for n in units if sim_units.get(n) != units[n]]
@@ -280,9 +350,21 @@ def prepare(model: Any, accel: Any, options: Sequence[Option], *,
         raise CodesignError("codesign: options must be a non-empty sequence of quant.allocate.Option")
     for o in options + (base,):
         act_fmt(o.act_format, o.act_bits)  # int activations only
-        if o.weight_format not in ("int", "apot", "binary"):
+        if o.weight_format not in ("int", "apot", "binary", "multipoint"):
             raise CodesignError(f"option {o.label}: weight_format {o.weight_format!r}; the loop "
-                                f"realizes 'int', 'apot' and 'binary' weights")
+                                f"realizes 'int', 'apot', 'binary' and 'multipoint' weights")
+        if o.weight_format == "multipoint":
+            if o.weight_points > MULTIPOINT_MAX_POINTS:
+                raise CodesignError(f"option {o.label}: weight_points {o.weight_points:g}; a "
+                                    f"channel takes at most {MULTIPOINT_MAX_POINTS} points")
+            try:
+                weight_fmt(o.weight_format, o.weight_bits)
+            except QuantError as exc:
+                raise CodesignError(f"option {o.label}: {exc}") from None
+    if base.weight_format == "multipoint":
+        raise CodesignError(f"base {base.label}: the base is a uniform int, apot or binary option "
+                            f"(its workload, one row per channel, is what every option is priced "
+                            f"on); put a multipoint option after it")
     model, calib, eval_images = _load_model(model, calib, eval_images)
     cfg = base_config(base, seed)
     base_real = realize(model, accel, {}, {}, cfg, calib, None)
@@ -293,9 +375,20 @@ def prepare(model: Any, accel: Any, options: Sequence[Option], *,
     if stray:
         raise CodesignError(f"priced nodes {stray[:4]} are not conv2d / linear records; the loop "
                             f"allocates conv / linear layers only")
+    fits = None
+    extra: dict[str, Any] = {}
+    if any(o.weight_format == "multipoint" for o in options):
+        fits = point_fits(base_real.quantized.graph, calib, names)
+
+        def multipoint_params(layer: str, option: Option) -> Any:
+            return option_params(fits, layer, option) if option.weight_format == "multipoint" \
+                else None
+
+        extra["weight_params"] = multipoint_params
     table = sensitivity_table(model, options, [calib], method=sensitivity, config=cfg,
                               layers=list(names), seed=seed,
-                              **{"formats": sensitivity_formats(options), **(sensitivity_options or {})})
+                              **{"formats": sensitivity_formats(options), **extra,
+                                 **(sensitivity_options or {})})
     if tuple(table.layer_names) != names:
         raise CodesignError(f"sensitivity layers {table.layer_names[:4]}... differ from the priced "
                             f"layers {names[:4]}...")
@@ -313,7 +406,7 @@ def prepare(model: Any, accel: Any, options: Sequence[Option], *,
     return CodesignProblem(model=model, accel=accel, options=options, base=base, calib=calib,
                            eval_images=eval_images, layers=names, act_source=act_source,
                            sensitivity=table, costs=costs, units=units, base_costs=base_costs,
-                           base_realization=base_real, ties=ties, seed=seed)
+                           base_realization=base_real, ties=ties, seed=seed, points=fits)
 
 
 def codesign(model: Any, accel: Any, options: Sequence[Option], budgets: Mapping[str, Any], *,

@@ -6,7 +6,8 @@ Formats of an option (`option_formats`):
 * weights, by the option's ``weight_format`` family at ``weight_bits``: "int" and "apot" as
   `hwsim.flows.weight_format` (int: signed symmetric per channel, min-max; apot: signed, MSE
   clipping), "binary" as `quant.BinaryFormat` with ``k = weight_bits`` terms ("ls1" for one
-  term, "gf" otherwise);
+  term, "gf" otherwise); "multipoint" as `quant.MultipointFormat(weight_bits, max_points=
+  MULTIPOINT_MAX_POINTS)`, its points fixed per layer (below);
 * activations: a layer's option sets the format of its input *record* (the record whose output
   is the layer's input, ``act_source``): ``IntFormat(act_bits, unsigned, asymmetric, per
   tensor)``, as the base config's activations. Only ``act_format == "int"`` is supported
@@ -15,16 +16,35 @@ Formats of an option (`option_formats`):
 
 Records that feed no planned layer (residual adds' inputs, the logits) keep the base config's
 activation format.
+
+Multipoint options (``Option(b, a, "multipoint", weight_points=p)``; Liu et al., "Post-training
+Quantization with Multiple Points: Mixed Precision without Mixed Precision", AAAI 2021): a layer
+of K output channels gets ``R = option.rows(K)`` weight rows, i.e. ``R - K`` extra b-bit points,
+given to its channels by output error on the calibration images
+(`quant.calibrate.multipoint.LayerPointFits`, ``allocate_points`` with that count; grouped
+non-depthwise convs share them evenly over their groups first, so the busiest group has
+``ceil(R / groups)`` rows). Its integer form (multipoint_conv2d / multipoint_linear) is costed as
+the same layer with R output channels at b bits in the "int" family
+(`hwsim.workloads.multipoint.rows_layer_shape`), which is how `AcceleratorCosts` prices the
+option. The greedy gives fewer than ``R - K`` points only when no channel can take another (every
+channel at ``MULTIPOINT_MAX_POINTS``, or its next point would have raised its output error, or
+its error is 0): `Realization.rows` records priced and realized rows, and such a layer's
+simulated cost differs from the prediction (`Realization.short_rows`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 from hwsim.errors import HwsimError
 from quant.allocate import Option
+
+
+#: most points one output channel may take under a multipoint option (the options' average
+#: ``weight_points`` must not exceed it)
+MULTIPOINT_MAX_POINTS = 4
 
 
 class CodesignError(HwsimError, ValueError):
@@ -38,7 +58,10 @@ def weight_fmt(family: str, bits: int) -> Any:
 
     if family in ("int", "apot", "binary"):
         return weight_format(family, bits)
-    raise CodesignError(f"weight_format {family!r}: the loop knows 'int', 'apot' and 'binary'")
+    if family == "multipoint":
+        return weight_format(family, bits, max_points=MULTIPOINT_MAX_POINTS)
+    raise CodesignError(f"weight_format {family!r}: the loop knows 'int', 'apot', 'binary' and "
+                        f"'multipoint'")
 
 
 def act_fmt(family: str, bits: int) -> Any:
@@ -96,7 +119,8 @@ class Realization:
 
     ``cost``: `cost_network` of ``workload`` (= `program_workload(program)`): cycles at the
     accelerator clock, energy in pJ. ``report``: `hwsim.verify.verify` on the evaluation images
-    (None if not verified).
+    (None if not verified). ``rows``: per planned multipoint layer, ``(priced, realized)`` weight
+    rows (``option.rows(K)`` and the program's).
     """
 
     plan: dict[str, Option]
@@ -106,6 +130,13 @@ class Realization:
     workload: list
     cost: Any
     report: Any = None
+    rows: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def short_rows(self) -> dict[str, tuple[int, int]]:
+        """The multipoint layers realized with fewer rows than priced (see the module
+        docstring): layer -> (priced, realized)."""
+        return {n: r for n, r in self.rows.items() if r[1] != r[0]}
 
     @property
     def fidelity(self) -> dict[str, float | None]:
@@ -134,33 +165,74 @@ class Realization:
         return {r: math.fsum(v) for r, v in self.per_layer().items()}
 
 
+def multipoint_layers(plan: Mapping[str, Option]) -> dict[str, Option]:
+    """The planned layers with a multipoint option."""
+    return {n: o for n, o in plan.items() if o.weight_format == "multipoint"}
+
+
+def point_fits(graph: Any, calib: Any, names: Sequence[str]) -> Any:
+    """`quant.calibrate.multipoint.LayerPointFits` of ``names`` on the calibration images, at
+    ``MULTIPOINT_MAX_POINTS``: the fits the sensitivity table and the realization share."""
+    from quant.calibrate.multipoint import LayerPointFits
+
+    return LayerPointFits(graph, [calib], list(names), max_points=MULTIPOINT_MAX_POINTS)
+
+
+def option_params(fits: Any, name: str, option: Option) -> Any:
+    """The multipoint parameters ``option`` gives layer ``name``: ``option.rows(K) - K`` extra
+    points (`quant.calibrate.multipoint.points_for_count`)."""
+    k = fits.channels(name)
+    if option.weight_points > MULTIPOINT_MAX_POINTS:
+        raise CodesignError(f"option {option.label}: weight_points {option.weight_points:g} "
+                            f"exceeds {MULTIPOINT_MAX_POINTS}, the most points a channel takes")
+    return fits.params(name, option.weight_bits, option.rows(k) - k)
+
+
 def realize(model: Any, accel: Any, plan: Mapping[str, Option], act_source: Mapping[str, str],
             base: Any, calib: Any, eval_images: Any = None, *, name: str = "codesign",
-            lower_options: Mapping[str, Any] | None = None) -> Realization:
+            lower_options: Mapping[str, Any] | None = None, points: Any = None) -> Realization:
     """Quantize ``model`` (float ``nn.Module``) with ``base`` (a QuantConfig) plus ``plan``,
     calibrate on ``calib``, lower (dyadic requantization, 32-bit wrapping accumulators unless
     ``lower_options`` say otherwise), verify on ``eval_images`` (skipped if None) and cost on
-    ``accel``. Checks that every planned layer runs at its planned widths and formats."""
-    import quant
+    ``accel``. Checks that every planned layer runs at its planned widths and formats.
+    Multipoint layers take their points from ``points`` (`point_fits`; made here on ``calib``
+    when None and the plan has multipoint layers)."""
     from hwsim.cost import cost_network
     from hwsim.lower import lower
     from hwsim.verify import verify
     from hwsim.workloads.program import program_workload
+    from quant.model import initial_state
 
     config = plan_config(base, plan, act_source)
-    qm = quant.quantize(model, config, [calib], example_input=calib[:1])
+    state = initial_state(model, config, [calib], example_input=calib[:1])
+    multi = multipoint_layers(plan)
+    if multi:
+        fits = point_fits(state.graph, calib, list(multi)) if points is None else points
+        fixed = {n: option_params(fits, n, o) for n, o in multi.items()}
+        state = state.replace(weight_params={**state.weight_params, **fixed})
+    qm = state.model()
     program = lower(qm, name=name, **{"requant": "dyadic", "accumulator_bits": 32,
                                       "accumulator_mode": "wrap", **(lower_options or {})})
     workload = program_workload(program)
+    rows: dict[str, tuple[int, int]] = {}
     for layer in workload:
         opt = plan.get(layer.name)
         if opt is None:
             continue
+        # a multipoint layer's integer form runs as b-bit int rows (hwsim.ops.multipoint)
+        fam = "int" if opt.weight_format == "multipoint" else opt.weight_format
         got = (layer.weight_bits, layer.act_bits, layer.weight_format, layer.act_format)
-        want = (opt.weight_bits, opt.act_bits, opt.weight_format, opt.act_format)
+        want = (opt.weight_bits, opt.act_bits, fam, opt.act_format)
         if got != want:
             raise CodesignError(f"layer {layer.name!r}: the program runs it at (weight_bits, "
                                 f"act_bits, weight_format, act_format) = {got}; the plan says {want}")
+        node = program.node(layer.name)
+        if opt.weight_format == "multipoint":
+            if not node.op.startswith("multipoint_"):
+                raise CodesignError(f"layer {layer.name!r}: planned {opt.label}, lowered to "
+                                    f"{node.op}")
+            k = qm.graph[layer.name].weight.shape[0]
+            rows[layer.name] = (opt.rows(int(k)), int(node.arrays["weight_rows"].shape[0]))
     cost = cost_network(accel, workload)
     report = None if eval_images is None else verify(qm, program, eval_images)
-    return Realization(dict(plan), config, qm, program, workload, cost, report)
+    return Realization(dict(plan), config, qm, program, workload, cost, report, rows)

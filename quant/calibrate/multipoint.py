@@ -31,6 +31,10 @@ Budget (layers with a ``MultipointFormat`` weight only; the others are left as t
   layer (m = 1, 2, ...; e.g. hwsim's ``ExtraRowCost``: cycles or energy of the layer with one
   more row): the total the extra points may cost.
 
+A given number of extra points per layer instead of a shared budget (what a per-layer choice
+such as hwsim's allocator option ``multipoint W4 x1.25`` means): ``points_for_count`` (one
+layer) and ``LayerPointFits`` (many layers on one set of calibration statistics, cached).
+
 A budget below zero or beyond what the layers can take (every channel at ``max_points``) is a
 ``QuantError``.  ``threshold`` (>= 0): no more points for a channel whose output error is at
 most ``threshold`` times its layer's mean channel output power; with ``budget=None`` the
@@ -51,7 +55,8 @@ from quant.calibrate.multipoint_budget import LayerSteps, layer_steps, share
 from quant.calibrate.multipoint_inputs import layer_input_stats
 from quant.calibrate.state import CalibrationState
 from quant.errors import QuantError
-from quant.formats.multipoint import MultipointFormat, fit_multipoint_ladder
+from quant.formats.multipoint import (MultipointFormat, MultipointParams, fit_multipoint_ladder,
+                                      weight_rows)
 from quant.formats.multipoint_points import CalibrationStats, allocate_points
 from quant.graph import WEIGHTED_OPS
 
@@ -239,3 +244,96 @@ def _steps(w: np.ndarray, fmt: MultipointFormat, stats: CalibrationStats,
     errors = np.stack([stats.mean_square(ladder.residual(n))
                        for n in range(1, fmt.max_points + 1)], axis=1)
     return layer_steps(errors, power, threshold)
+
+
+# ---- a given number of extra points per layer (the allocator's multipoint options) ---------
+
+def points_for_count(w: np.ndarray, fmt: MultipointFormat, stats: CalibrationStats,
+                     extra: int) -> MultipointParams:
+    """Multipoint parameters of one layer's weight ``w`` (K, ...) with exactly ``extra`` extra
+    points (unless the greedy stops early, below), given to its channels by output error on the
+    calibration inputs ``stats`` (``allocate_points`` with ``budget=extra``).
+
+    A grouped conv whose groups hold several output channels each (not depthwise) runs its
+    groups as equal GEMMs, so the busiest group sets its cost: the extra points are shared
+    evenly over the groups first (group g gets ``extra // G``, plus one for the first
+    ``extra % G`` groups) and given by output error within each group, so the busiest group has
+    ``K / G + ceil(extra / G)`` rows, the shape hwsim's cost model prices
+    (``hwsim.workloads.multipoint.rows_layer_shape``).  Depthwise convs (one channel per group)
+    and linear layers take the points over the whole layer.
+
+    ``allocate_points`` stops before ``extra`` when no channel can take another point: every
+    channel at ``fmt.max_points``, or closed because its next point would have raised its output
+    error (the refit minimizes the weight error), or at output error 0.  ``params.extra_points``
+    says how many were given.
+    """
+    rows, shape = weight_rows(w, "points_for_count")
+    k = rows.shape[0]
+    capacity = k * (fmt.max_points - 1)
+    if isinstance(extra, (bool, np.bool_)) or not isinstance(extra, (int, np.integer)) \
+            or not 0 <= int(extra) <= capacity:
+        raise QuantError(f"points_for_count: extra must be an int in [0, {capacity}] (K = {k} "
+                         f"channels at most {fmt.max_points} points each); got {extra!r}")
+    g = stats.groups
+    if g == 1 or k == g:
+        return allocate_points(w, fmt, stats, budget=int(extra)).params
+    stats.check_layer(k, rows.shape[1])
+    per = k // g
+    parts = []
+    for i in range(g):
+        share_i = int(extra) // g + (1 if i < int(extra) % g else 0)
+        sub = CalibrationStats(
+            inputs=None if stats.inputs is None else stats.inputs[i:i + 1],
+            gram=None if stats.gram is None else stats.gram[i:i + 1], samples=stats.samples)
+        parts.append(allocate_points(w[i * per:(i + 1) * per], fmt, sub, budget=share_i).params)
+    return MultipointParams(points=np.concatenate([p.points for p in parts]),
+                            scales=np.concatenate([p.scales for p in parts]),
+                            codes=np.concatenate([p.codes for p in parts]), fmt=fmt)
+
+
+class LayerPointFits:
+    """Multipoint weights of chosen conv2d / linear layers at any number of extra points per
+    layer, on the same calibration statistics, cached: what a per-layer multipoint choice
+    (e.g. the allocator's ``Option(b, a, "multipoint", weight_points=p)``, with
+    ``option.rows(K) - K`` extra points) realizes, and what its sensitivity is scored on.
+
+        fits = LayerPointFits(state.graph, [calib], names, max_points=4)
+        params = fits.params("conv1", bits=4, extra=16)     # MultipointParams
+        state = state.replace(weight_params={**state.weight_params, "conv1": params})
+
+    Args:
+        graph: the captured (BN-folded) float graph; its weights are the ones fitted.
+        data: calibration batches (float tensors (N, ...)), read once (float inputs of the
+            layers, ``multipoint_inputs.layer_input_stats``).
+        names: the layers (default: every conv2d / linear layer).
+        max_points: most points a channel may take (``MultipointFormat.max_points``).
+    """
+
+    def __init__(self, graph, data: Iterable[torch.Tensor], names: Iterable[str] | None = None,
+                 *, max_points: int = 4) -> None:
+        self.graph = graph
+        self.names = tuple(r.name for r in graph if r.op in WEIGHTED_OPS) if names is None \
+            else tuple(names)
+        self.max_points = int(max_points)
+        MultipointFormat(2, self.max_points)   # checks max_points
+        self.stats = layer_input_stats(graph, self.names, data) if self.names else {}
+        self._cache: dict[tuple[str, int, int], MultipointParams] = {}
+
+    def fmt(self, bits: int) -> MultipointFormat:
+        """The layers' format at ``bits``: ``MultipointFormat(bits, max_points)``."""
+        return MultipointFormat(int(bits), self.max_points)
+
+    def channels(self, name: str) -> int:
+        return int(self.graph[name].weight.shape[0])
+
+    def params(self, name: str, bits: int, extra: int) -> MultipointParams:
+        """Layer ``name`` at ``bits``-bit points with ``extra`` extra points
+        (``points_for_count``); cached per (layer, bits, extra)."""
+        if name not in self.stats:
+            raise QuantError(f"LayerPointFits: layer {name!r} was not collected; its layers: "
+                             f"{list(self.names)[:6]}")
+        key = (name, int(bits), int(extra))
+        if key not in self._cache:
+            self._cache[key] = points_for_count(self.graph[name].weight, self.fmt(bits),
+                                                self.stats[name], extra)
+        return self._cache[key]

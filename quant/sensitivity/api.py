@@ -16,7 +16,7 @@ from quant.sensitivity.graphrun import as_data, resolve_loss, targets, graph_par
 from quant.sensitivity.options import check_options, plan_options
 from quant.sensitivity.table import METHODS, SensitivityTable
 
-_COMMON = ("formats",)
+_COMMON = ("formats", "weight_params")
 _GRADIENT = ("act_sample", "dtype")
 _METHOD_OPTIONS = {
     "hutchinson": _COMMON + _GRADIENT + ("tol", "min_probes", "max_probes", "probe_block",
@@ -49,7 +49,10 @@ def sensitivity_table(model: nn.Module, options: Sequence[Option], data: Any, *,
             callable (logits, target) -> (N,) per-sample losses.  "fisher" takes none.
         seed: seeds probes, sampled labels, activation samples and the held-out split.
         method_options: ``formats`` (family -> template format or callable(bits) -> format;
-            see ``quant.sensitivity.options``), and per method -- hutchinson: ``tol`` (0.05),
+            see ``quant.sensitivity.options``), ``weight_params`` (a callable (layer name,
+            Option) -> the pair's fixed weight parameters, or None to fit the format, e.g.
+            multipoint points assigned on calibration data; see ``quant.sensitivity.options``),
+            and per method -- hutchinson: ``tol`` (0.05),
             ``min_probes`` (8), ``max_probes`` (128), ``probe_block`` (8),
             ``blockwise`` (False); fisher /
             empirical_fisher: ``chunk_size`` (16, vmap chunk); both: ``dtype``
@@ -79,7 +82,8 @@ def sensitivity_table(model: nn.Module, options: Sequence[Option], data: Any, *,
     graph = capture(model, batches.xs[0][:1])
     names = weighted_layers(graph, layers)
     formats = method_options.pop("formats", None)
-    plan = plan_options(graph, config, names, opts, formats)
+    plan = plan_options(graph, config, names, opts, formats,
+                        method_options.pop("weight_params", None))
     if method == "hutchinson":
         from quant.sensitivity.hutchinson import hutchinson_table
 

@@ -142,8 +142,8 @@ def fisher_table(graph: LayerGraph, data: Data, method: str, loss: Any, layers: 
     powers: dict[tuple[str, Any], float] = {}
 
     def weight_term(l: int, k: int) -> float:
-        return float(0.5 * np.sum(f_w[layers[l]] * errors.squared(layers[l],
-                                                                   plan.weight_fmt[l][k])))
+        sq = errors.squared(layers[l], plan.weight_fmt[l][k], plan.weight_params.get((l, k)))
+        return float(0.5 * np.sum(f_w[layers[l]] * sq))
 
     def act_term(l: int, k: int) -> float:
         src, fmt = plan.source[l], plan.act_fmt[l][k]

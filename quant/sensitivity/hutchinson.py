@@ -164,7 +164,7 @@ def hutchinson_table(graph: LayerGraph, data: Data, targets: Sequence[torch.Tens
     powers: dict[tuple[str, Any], float] = {}
 
     def weight_term(l: int, k: int) -> float:
-        sq = errors.squared(layers[l], plan.weight_fmt[l][k])
+        sq = errors.squared(layers[l], plan.weight_fmt[l][k], plan.weight_params.get((l, k)))
         return float(tr["weight_trace"][l] / sq.size * sq.sum())
 
     def act_term(l: int, k: int) -> float:

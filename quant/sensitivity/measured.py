@@ -119,7 +119,9 @@ def measured_table(graph: LayerGraph, data: Data, config: Any, loss: Any,
             act_fmt = plan.act_fmt[l][k]
             try:
                 cal = calibration(None, None) if act_fmt == base_act else calibration(src, act_fmt)
-                qm = QuantizedModel(graph, plan.configs[l][k], *cal)
+                fixed = plan.weight_params.get((l, k))
+                qm = QuantizedModel(graph, plan.configs[l][k], *cal,
+                                    weight_params=None if fixed is None else {name: fixed})
             except QuantError as exc:
                 plan.reasons[(l, k)] = str(exc).splitlines()[0]
                 continue

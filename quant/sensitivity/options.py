@@ -17,10 +17,17 @@ in ``quant.formats``' registry):
   infeasible pair).
 
 The perturbation of a weight is ``decode(fit(W), encode(fit(W), W)) - W`` in float64, exactly the
-values ``QuantizedModel`` uses.  The activation quantization noise power is *measured*:
-``mean((Q(x) - x)^2)`` over a seeded sample of the layer's input activation on the data, ``Q``
-the family's fit on that sample (plus the observed min and max, so a min-max range equals the
-calibrated one): for an unclipped uniform quantizer this is ~ Δ²/12, and it also counts clipping.
+values ``QuantizedModel`` uses.  A caller whose option fixes the weight parameters by other
+means than the family's ``fit`` (e.g. multipoint points assigned on calibration data by output
+error, ``Option.weight_points``) passes ``weight_params``: a callable ``(layer name, option) ->
+parameters or None`` (None: fit the format); the perturbation is then
+``decode(params, encode(params, W)) - W``, and "measured" quantizes the layer with those
+parameters (``QuantizedModel(weight_params=...)``).
+
+The activation quantization noise power is *measured*: ``mean((Q(x) - x)^2)`` over a seeded
+sample of the layer's input activation on the data, ``Q`` the family's fit on that sample (plus
+the observed min and max, so a min-max range equals the calibrated one): for an unclipped
+uniform quantizer this is ~ Δ²/12, and it also counts clipping.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from quant.formats.registry import FormatEntry
 from quant.graph import LayerGraph
 
 Formats = Mapping[str, Any]  # family -> template format, or callable(bits) -> format
+WeightParams = Callable[[str, Option], Any]  # (layer, option) -> fixed weight params or None
 
 
 def family_entry(name: str, what: str) -> FormatEntry:
@@ -125,7 +133,9 @@ class OptionPlan:
 
     ``weight_fmt[l][k]`` / ``act_fmt[l][k]``: a format or None (infeasible);
     ``reasons[(l, k)]``: one line; ``source[l]``: the record whose output format is layer l's
-    input format; ``configs[l][k]``: the base config with only layer l switched to option k.
+    input format; ``configs[l][k]``: the base config with only layer l switched to option k;
+    ``weight_params[(l, k)]``: the pair's fixed weight parameters (``weight_params`` of
+    ``plan_options``; absent: fit the format).
     """
 
     weight_fmt: list[list[Any]]
@@ -133,6 +143,7 @@ class OptionPlan:
     source: list[str]
     configs: list[list[Any]]
     reasons: dict[tuple[int, int], str]
+    weight_params: dict[tuple[int, int], Any] = dataclasses.field(default_factory=dict)
 
     def feasible(self, l: int, k: int) -> bool:
         return (l, k) not in self.reasons
@@ -143,8 +154,13 @@ class OptionPlan:
 
 
 def plan_options(graph: LayerGraph, config: Any, layers: Sequence[str],
-                 options: Sequence[Option], formats: Formats | None = None) -> OptionPlan:
+                 options: Sequence[Option], formats: Formats | None = None,
+                 weight_params: WeightParams | None = None) -> OptionPlan:
     """Resolve every (layer, option) pair; see the module docstring."""
+    if weight_params is not None and not callable(weight_params):
+        raise QuantError(f"sensitivity_table: weight_params must be a callable (layer name, "
+                         f"Option) -> weight parameters or None; got {weight_params!r}")
+    fixed: dict[tuple[int, int], Any] = {}
     weight_fmt: list[list[Any]] = []
     act_fmt: list[list[Any]] = []
     configs: list[list[Any]] = []
@@ -164,6 +180,9 @@ def plan_options(graph: LayerGraph, config: Any, layers: Sequence[str],
                 cfg = dataclasses.replace(
                     config, layer_weight={**config.layer_weight, name: wf},
                     layer_activation={**config.layer_activation, src: af})
+                given = None if weight_params is None else weight_params(name, opt)
+                if given is not None:
+                    fixed[(l, k)] = given
             except QuantError as exc:
                 reasons[(l, k)] = str(exc).splitlines()[0]
                 wf = af = cfg = None
@@ -172,7 +191,7 @@ def plan_options(graph: LayerGraph, config: Any, layers: Sequence[str],
         weight_fmt.append(rows[0])
         act_fmt.append(rows[1])
         configs.append(rows[2])
-    return OptionPlan(weight_fmt, act_fmt, sources, configs, reasons)
+    return OptionPlan(weight_fmt, act_fmt, sources, configs, reasons, fixed)
 
 
 def quantize_values(x: np.ndarray, fmt: Any) -> np.ndarray:
@@ -184,18 +203,26 @@ def quantize_values(x: np.ndarray, fmt: Any) -> np.ndarray:
 
 
 class WeightErrors:
-    """Cached ``||Q(W) - W||²`` and ``(Q(W) - W)²`` per (layer, format)."""
+    """Cached ``(Q(W) - W)²`` per (layer, format), or per (layer, fixed parameters)."""
 
     def __init__(self, graph: LayerGraph) -> None:
         self.graph = graph
-        self._sq: dict[tuple[str, Any], np.ndarray] = {}
+        self._sq: dict[tuple[Any, ...], np.ndarray] = {}
+        self._keep: list[Any] = []   # fixed parameters keyed by id() stay alive
 
-    def squared(self, layer: str, fmt: Any) -> np.ndarray:
-        """Elementwise ``(Q(W) - W)²``, float64 of the weight's shape (the BN-folded weight)."""
-        key = (layer, fmt)
+    def squared(self, layer: str, fmt: Any, params: Any = None) -> np.ndarray:
+        """Elementwise ``(Q(W) - W)²``, float64 of the weight's shape (the BN-folded weight):
+        ``Q`` the format's fit, or ``decode(params, encode(params, W))`` for fixed ``params``."""
+        key = (layer, fmt) if params is None else (layer, "params", id(params))
         if key not in self._sq:
             w = self.graph[layer].weight.astype(np.float64)
-            self._sq[key] = (quantize_values(w, fmt) - w) ** 2
+            if params is None:
+                q = quantize_values(w, fmt)
+            else:
+                entry = _registry.format_entry(fmt)
+                q = np.asarray(entry.decode(params, entry.encode(params, w)), dtype=np.float64)
+                self._keep.append(params)
+            self._sq[key] = (q - w) ** 2
         return self._sq[key]
 
 
