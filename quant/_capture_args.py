@@ -30,6 +30,13 @@ SIGNATURES: dict[str, tuple[tuple[str, Any], ...]] = {
     "transpose": (("input", _MISSING), ("dim0", _MISSING), ("dim1", _MISSING)),
     "softmax": (("input", _MISSING), ("dim", _MISSING), ("_stacklevel", 3), ("dtype", None)),
     "gelu": (("input", _MISSING), ("approximate", "none")),
+    "mul": (("input", _MISSING), ("other", _MISSING)),
+    "pointwise": (("input", _MISSING), ("inplace", False)),
+    "interpolate": (("input", _MISSING), ("size", None), ("scale_factor", None),
+                    ("mode", "nearest"), ("align_corners", None),
+                    ("recompute_scale_factor", None), ("antialias", False)),
+    "unsqueeze": (("input", _MISSING), ("dim", _MISSING)),
+    "expand_as": (("input", _MISSING), ("other", _MISSING)),
 }
 
 

@@ -17,6 +17,24 @@ What is captured (see ``LayerRecord`` for attributes):
   activations -> matmul; LayerNorm over the last dim -> layernorm; nn.GELU / F.gelu -> gelu;
   F.softmax / torch.softmax / Tensor.softmax -> softmax; view / reshape to other shapes ->
   reshape (first dim -1); Tensor.transpose / permute / torch.transpose -> transpose.
+* Element-wise nonlinearities -> pointwise (attrs ``fn``): nn.Sigmoid / torch.sigmoid /
+  Tensor.sigmoid, nn.Hardsigmoid / F.hardsigmoid, nn.Hardswish / F.hardswish, nn.SiLU / F.silu,
+  nn.Tanh / torch.tanh / Tensor.tanh.  Quantized, each is a lookup table over the input codes
+  (``quant.pointwise``).
+* tensor * tensor (operator.mul, torch.mul, Tensor.mul) -> mul, with numpy broadcasting between
+  operands of equal rank and batch dimension (a squeeze-excite gate (N, C, 1, 1) times the
+  feature map (N, C, H, W)); ``Tensor.expand_as`` / ``expand`` feeding only such products is the
+  same broadcast and is looked through.  A ReLU / clamp after a mul fuses into it.  Multiplying
+  by a constant is not captured.
+* F.interpolate / nn.Upsample / nn.UpsamplingNearest2d / nn.UpsamplingBilinear2d of an
+  (N, C, H, W) tensor -> resize.  Mode "nearest" / "nearest-exact": the source row and column
+  of every output position, read off torch's own interpolation of an index grid, and the same
+  indices in ONNX Resize's terms (``scales``, coordinate transformation "asymmetric" /
+  "tf_half_pixel_for_nn", nearest mode "floor").  Mode "bilinear" (align_corners False or
+  True): the call's arguments, ``scales`` and the coordinate transformation ("half_pixel" /
+  "align_corners") from which the integer program derives its taps.  Other modes (bicubic,
+  area, ...) and antialias raise ``UnsupportedOpError``.
+* Tensor.unsqueeze / torch.unsqueeze (not of the batch dim) -> reshape.
 * ``torch.ao.quantization.QuantStub`` -> a clamp record with infinite bounds: an explicit
   requantization point, so one tensor can feed its consumers in two formats (e.g. a 16-bit
   residual stream and an 8-bit copy for the matmuls).
@@ -41,7 +59,7 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from quant._capture_args import bind, conv_padding, fold_batchnorm, pads4, pair, to_numpy_f32
 from quant.errors import UnsupportedOpError
-from quant.graph import FUSABLE_OPS, LayerGraph, LayerRecord
+from quant.graph import FUSABLE_OPS, POINTWISE_FNS, LayerGraph, LayerRecord
 
 _DROPOUT_FUNCS = (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout)
 _FUNC_KINDS: dict[Callable, str] = {
@@ -54,17 +72,31 @@ _FUNC_KINDS: dict[Callable, str] = {
     torch.matmul: "matmul", operator.matmul: "matmul", torch.bmm: "matmul",
     F.gelu: "gelu", F.softmax: "softmax", torch.softmax: "softmax",
     torch.transpose: "transpose", torch.permute: "permute",
+    operator.mul: "mul", operator.imul: "mul", torch.mul: "mul",
+    torch.sigmoid: "sigmoid", F.sigmoid: "sigmoid", torch.tanh: "tanh", F.tanh: "tanh",
+    F.hardsigmoid: "hardsigmoid", F.hardswish: "hardswish", F.silu: "silu",
+    F.interpolate: "interpolate", torch.unsqueeze: "unsqueeze",
     **{f: "dropout" for f in _DROPOUT_FUNCS},
 }
 _METHOD_KINDS = {
     "relu": "relu", "relu_": "relu", "clamp": "clamp", "clamp_": "clamp", "clip": "clamp",
     "clip_": "clamp", "add": "add", "add_": "add", "flatten": "flatten", "view": "reshape",
     "reshape": "reshape", "contiguous": "identity", "matmul": "matmul", "softmax": "softmax",
-    "transpose": "transpose", "permute": "permute",
+    "transpose": "transpose", "permute": "permute", "mul": "mul", "mul_": "mul",
+    "sigmoid": "sigmoid", "tanh": "tanh", "unsqueeze": "unsqueeze", "expand_as": "expand",
+    "expand": "expand",
 }
 # Kinds whose handler reads node.args itself.
-_SELF_BINDING = ("reshape", "transpose", "permute", "matmul", "softmax", "gelu")
+_SELF_BINDING = ("reshape", "transpose", "permute", "matmul", "softmax", "gelu", "expand")
 _DROPOUT_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
+_POINTWISE_MODULES: dict[type, str] = {nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid",
+                                       nn.Hardswish: "hardswish", nn.SiLU: "silu",
+                                       nn.Tanh: "tanh"}
+_UPSAMPLE_MODULES = (nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
+# interpolate modes with an integer lowering -> ONNX Resize's coordinate transformation giving
+# the same source indices (with nearest_mode "floor")
+RESIZE_MODES = {"nearest": "asymmetric", "nearest-exact": "tf_half_pixel_for_nn",
+                "bilinear": "half_pixel"}
 
 
 @dataclass
@@ -316,6 +348,94 @@ class _Capture:
             raise self.unsupported(node, f"add with broadcasting {self.shape(x)} + {self.shape(y)}")
         self.add(node, name, "add", (self.src(node, x), self.src(node, y)))
 
+    def pointwise(self, node: fx.Node, name: str, fn: str, arg: object) -> None:
+        self.add(node, name, "pointwise", (self.src(node, arg),), attrs={"fn": fn})
+
+    def mul_op(self, node: fx.Node, name: str, a: dict) -> None:
+        x, y = a["input"], a["other"]
+        if not all(isinstance(v, fx.Node) and _tensor_meta(v) is not None for v in (x, y)):
+            raise self.unsupported(node, "mul of a tensor and a constant; only the element-wise "
+                                         "product of two activations is captured (fold a constant "
+                                         "factor into a neighbouring layer's weights)")
+        srcs = (self.src(node, x), self.src(node, y))
+        sa, sb = (self.recs[s].out_shape for s in srcs)
+        out = self.shape(node)
+        try:
+            shape = tuple(int(d) for d in np.broadcast_shapes(sa, sb))
+        except ValueError:
+            shape = None
+        if len(sa) != len(sb) or sa[0] != sb[0] or shape != out:
+            raise self.unsupported(node, f"mul {sa} * {sb}: the operands must have equal rank "
+                                         f"and batch dimension and broadcast to the output {out}")
+        self.add(node, name, "mul", srcs)
+
+    def expand(self, node: fx.Node) -> None:
+        """expand / expand_as whose every consumer is a mul: the mul's broadcasting does it."""
+        users = self.tensor_users(node)
+        muls = all(u.op != "output" and (
+            (u.op == "call_function" and _FUNC_KINDS.get(u.target) == "mul")  # type: ignore
+            or (u.op == "call_method" and _METHOD_KINDS.get(str(u.target)) == "mul"))
+            for u in users)
+        if not users or not muls:
+            raise self.unsupported(node, "expand / expand_as is captured only as the operand of "
+                                         "an element-wise multiply (where broadcasting does it)")
+        self.alias[node] = self.src(node, node.args[0])
+
+    def unsqueeze(self, node: fx.Node, name: str, a: dict) -> None:
+        rank = len(self.shape(node))
+        if int(a["dim"]) % rank == 0:
+            raise self.unsupported(node, "unsqueeze(0) adds a dimension before the batch")
+        self.general_reshape(node, name, a["input"])
+
+    def interpolate(self, node: fx.Node, name: str, a: dict) -> None:
+        mode = a["mode"]
+        if mode not in RESIZE_MODES:
+            raise self.unsupported(node, f"interpolate mode {mode!r} is not supported: only "
+                                         "modes 'nearest', 'nearest-exact' (an index gather) "
+                                         "and 'bilinear' have an integer lowering")
+        if a.get("antialias"):
+            raise self.unsupported(node, "interpolate with antialias=True")
+        x = a["input"]
+        in_shape, out_shape = self.shape(x), self.shape(node)
+        if len(in_shape) != 4:
+            raise self.unsupported(node, f"interpolate of a tensor of shape {in_shape}; only "
+                                         "(N, C, H, W)")
+        sf = a["scale_factor"]
+        seq = sf if isinstance(sf, (tuple, list)) else (sf,)
+        if any(isinstance(v, fx.Node) for v in seq):
+            raise self.unsupported(node, "interpolate with a scale_factor computed in the graph")
+        (h, w), (oh, ow) = in_shape[2:], out_shape[2:]
+        kw: dict = {"mode": mode}
+        if sf is not None:
+            factors = tuple(float(v) for v in seq)
+            factors = factors * 2 if len(factors) == 1 else factors
+            kw.update(scale_factor=factors, recompute_scale_factor=a["recompute_scale_factor"])
+            scales = (oh / h, ow / w) if a["recompute_scale_factor"] else factors
+        else:
+            kw["size"] = (oh, ow)
+            scales = (oh / h, ow / w)
+        if mode == "bilinear":
+            corners = bool(a["align_corners"])
+            attrs = {"mode": mode, "align_corners": corners, "size": (oh, ow),
+                     "scale_factor": kw.get("scale_factor"),
+                     "recompute_scale_factor": a["recompute_scale_factor"],
+                     "scales": tuple(float(v) for v in scales),
+                     "coordinate_transformation_mode": "align_corners" if corners
+                     else "half_pixel"}
+            self.add(node, name, "resize", (self.src(node, x),), attrs=attrs)
+            return
+        with torch.no_grad():  # torch's own interpolation of an index grid gives its gather
+            grid = torch.arange(h * w, dtype=torch.float64).reshape(1, 1, h, w)
+            probe = F.interpolate(grid, **kw)[0, 0].to(torch.int64)
+        rows, cols = probe[:, 0] // w, probe[0, :] % w
+        if tuple(probe.shape) != (oh, ow) or not torch.equal(probe, rows[:, None] * w + cols):
+            raise self.unsupported(node, "interpolate is not a row / column gather to the traced "
+                                         f"output size {(oh, ow)}")
+        attrs = {"mode": mode, "rows": tuple(rows.tolist()), "cols": tuple(cols.tolist()),
+                 "scales": tuple(float(v) for v in scales),
+                 "coordinate_transformation_mode": RESIZE_MODES[mode], "nearest_mode": "floor"}
+        self.add(node, name, "resize", (self.src(node, x),), attrs=attrs)
+
     def module(self, node: fx.Node) -> None:
         path = str(node.target)
         m = self.gm.get_submodule(path)
@@ -374,11 +494,18 @@ class _Capture:
         elif mtype is nn.Softmax:
             self.add(node, self.unique(path), "softmax", (self.src(node, arg),),
                      attrs={"dim": int(m.dim) % len(self.shape(node))})
+        elif mtype in _POINTWISE_MODULES:
+            self.pointwise(node, self.unique(path), _POINTWISE_MODULES[mtype], arg)
+        elif mtype in _UPSAMPLE_MODULES:
+            a = {"input": arg, "size": m.size, "scale_factor": m.scale_factor, "mode": m.mode,
+                 "align_corners": m.align_corners,
+                 "recompute_scale_factor": m.recompute_scale_factor, "antialias": False}
+            self.interpolate(node, self.unique(path), a)
         else:
             raise self.unsupported(node)
 
     def function(self, node: fx.Node, kind: str, a: dict) -> None:
-        name_kind = {"max_pool2d": "maxpool", "avg_pool2d": "avgpool",
+        name_kind = {"max_pool2d": "maxpool", "avg_pool2d": "avgpool", "interpolate": "resize",
                      "adaptive_avg_pool2d": "avgpool", "relu6": "relu6", "hardtanh": "hardtanh"}
         name = self.func_name(node, name_kind.get(kind, kind))
         if kind in ("relu", "relu6", "hardtanh", "clamp"):
@@ -420,6 +547,14 @@ class _Capture:
             a = bind("gelu", node.args, dict(node.kwargs))
             self.add(node, name, "gelu", (self.src(node, a["input"]),),
                      attrs={"approximate": str(a["approximate"])})
+        elif kind in POINTWISE_FNS:
+            self.pointwise(node, name, kind, a["input"])
+        elif kind == "mul":
+            self.mul_op(node, name, a)
+        elif kind == "interpolate":
+            self.interpolate(node, name, a)
+        elif kind == "unsqueeze":
+            self.unsqueeze(node, name, a)
         else:  # pragma: no cover - every kind in the tables is handled above
             raise self.unsupported(node)
 
@@ -433,18 +568,23 @@ class _Capture:
             self.module(node)
         elif node.op in ("call_function", "call_method"):
             if _tensor_meta(node) is None and node.target in (
-                    "size", getattr, operator.getitem):
-                return  # shape arithmetic (x.size(0), x.shape[0]) feeding a reshape
+                    "size", getattr, operator.getitem, operator.mul, operator.floordiv):
+                return  # shape arithmetic (x.size(0), x.shape[0], c * h) feeding a reshape
             if node.op == "call_function":
                 kind = _FUNC_KINDS.get(node.target)  # type: ignore[arg-type]
                 arg_kind = {"relu6": "relu", "max_pool2d": "max_pool2d"}.get(kind, kind)
             else:
                 kind = _METHOD_KINDS.get(str(node.target))
                 arg_kind = kind
+            if kind in POINTWISE_FNS:
+                arg_kind = "pointwise"
             if kind is None:
                 raise self.unsupported(node)
             if kind == "identity":
                 self.alias[node] = self.src(node, node.args[0])
+                return
+            if kind == "expand":
+                self.expand(node)
                 return
             a = ({} if kind in _SELF_BINDING else bind(arg_kind, node.args, dict(node.kwargs)))
             self.function(node, kind, a)

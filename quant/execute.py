@@ -102,11 +102,53 @@ def _transpose(rec, xs, w, b):
     return xs[0].permute(rec.attrs["perm"])
 
 
+def _hardsigmoid(x: torch.Tensor) -> torch.Tensor:
+    """F.hardsigmoid's arithmetic (equal results), in ops that have second derivatives (torch's
+    hardsigmoid_backward has none; Hessian-based sensitivity differentiates twice)."""
+    return torch.clamp(x + 3.0, 0.0, 6.0) / 6.0
+
+
+def _hardswish(x: torch.Tensor) -> torch.Tensor:
+    """F.hardswish's arithmetic, x · relu6(x + 3) / 6 in that order (equal results)."""
+    return x * torch.clamp(x + 3.0, 0.0, 6.0) / 6.0
+
+
+POINTWISE_TORCH: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "sigmoid": torch.sigmoid, "hardsigmoid": _hardsigmoid, "hardswish": _hardswish,
+    "silu": F.silu, "tanh": torch.tanh,
+}
+
+
+def _pointwise(rec, xs, w, b):
+    return POINTWISE_TORCH[rec.attrs["fn"]](xs[0])
+
+
+def _mul(rec, xs, w, b):
+    return xs[0] * xs[1]
+
+
+def _resize(rec, xs, w, b):
+    """Nearest resize as the gather torch's interpolate performs (indices from capture);
+    bilinear as torch's interpolate with the captured arguments."""
+    x = xs[0]
+    a = rec.attrs
+    if a["mode"] == "bilinear":
+        if a["scale_factor"] is not None:
+            return F.interpolate(x, scale_factor=a["scale_factor"], mode="bilinear",
+                                 align_corners=a["align_corners"],
+                                 recompute_scale_factor=a["recompute_scale_factor"])
+        return F.interpolate(x, size=a["size"], mode="bilinear", align_corners=a["align_corners"])
+    rows = torch.as_tensor(rec.attrs["rows"], dtype=torch.long)
+    cols = torch.as_tensor(rec.attrs["cols"], dtype=torch.long)
+    return x.index_select(2, rows).index_select(3, cols)
+
+
 OP_TABLE: dict[str, OpFn] = {
     "conv2d": _conv2d, "linear": _linear, "add": _add, "maxpool2d": _maxpool2d,
     "avgpool2d": _avgpool2d, "flatten": _flatten, "concat": _concat, "clamp": _clamp,
     "matmul": _matmul, "layernorm": _layernorm, "gelu": _gelu, "softmax": _softmax,
-    "reshape": _reshape, "transpose": _transpose,
+    "reshape": _reshape, "transpose": _transpose, "pointwise": _pointwise, "mul": _mul,
+    "resize": _resize,
 }
 
 
@@ -122,8 +164,8 @@ def run_graph(graph: LayerGraph, x: torch.Tensor,
               params: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]],
               post: Callable[[LayerRecord, torch.Tensor], torch.Tensor] | None = None,
               keep: bool = True,
-              pre: Callable[[LayerRecord, list[torch.Tensor]], list[torch.Tensor]] | None = None
-              ) -> dict[str, torch.Tensor]:
+              pre: Callable[[LayerRecord, list[torch.Tensor]], list[torch.Tensor]] | None = None,
+              ops: Mapping[str, OpFn] | None = None) -> dict[str, torch.Tensor]:
     """Evaluate every record of ``graph`` on input ``x`` (float32, shape of the input record).
 
     Args:
@@ -132,6 +174,8 @@ def run_graph(graph: LayerGraph, x: torch.Tensor,
             also applied to the input record.  None: identity.
         keep: keep every record's output (else only the graph output is returned).
         pre: applied to each record's input tensors before its op (e.g. an input binarizer).
+        ops: op -> function used instead of ``OP_TABLE``'s (the fake-quant model's table
+            lookups of ``pointwise`` records).
     Returns: record name -> float32 output tensor.
     """
     expected = graph[graph.input_name].out_shape
@@ -152,7 +196,8 @@ def run_graph(graph: LayerGraph, x: torch.Tensor,
                 xs = [values[s] for s in rec.inputs]
                 if pre is not None:
                     xs = pre(rec, xs)
-                y = OP_TABLE[rec.op](rec, xs, w, b)
+                fn = ops.get(rec.op) if ops else None
+                y = (fn or OP_TABLE[rec.op])(rec, xs, w, b)
                 y = apply_activation(rec, y)
             values[rec.name] = post(rec, y) if post is not None else y
             if not keep:

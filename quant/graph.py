@@ -14,14 +14,20 @@ import numpy as np
 from quant.errors import QuantError
 
 OPS = ("input", "conv2d", "linear", "add", "maxpool2d", "avgpool2d", "flatten", "concat", "clamp",
-       "matmul", "layernorm", "gelu", "softmax", "reshape", "transpose")
+       "matmul", "layernorm", "gelu", "softmax", "reshape", "transpose", "pointwise", "mul",
+       "resize")
 WEIGHTED_OPS = ("conv2d", "linear")
 # Ops computed in float on a vector unit (dequantize, fn, quantize), not as integer products.
 FLOAT_OPS = ("layernorm", "gelu", "softmax")
 # Ops that only move codes (output quantization = input quantization).
-MOVE_OPS = ("maxpool2d", "flatten", "reshape", "transpose")
+MOVE_OPS = ("maxpool2d", "flatten", "reshape", "transpose", "resize")
+# Ops whose output gets its own activation parameters (every op but the ones that move codes).
+REQUANTIZING_OPS = tuple(op for op in OPS if op not in MOVE_OPS)
 # Ops whose output may carry a fused activation clamp.
-FUSABLE_OPS = ("conv2d", "linear", "add")
+FUSABLE_OPS = ("conv2d", "linear", "add", "mul")
+# Element-wise nonlinearities of a ``pointwise`` record (attrs["fn"]); in the fake-quant model
+# and the integer program each is a lookup table over the input codes (``quant.pointwise``).
+POINTWISE_FNS = ("sigmoid", "hardsigmoid", "hardswish", "silu", "tanh")
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,10 +49,17 @@ class LayerRecord:
             ``eps`` (over the last dim).  gelu: ``approximate`` ("none" | "tanh").  softmax:
             ``dim`` (non-negative).  reshape: ``shape`` (the output shape with its first dim
             -1, so the leading dim may vary).  transpose: ``perm`` (a permutation of all dims).
+            pointwise: ``fn`` (one of ``POINTWISE_FNS``).  mul: none (``a * b`` with numpy
+            broadcasting, equal batch dims).  resize: ``mode`` ("nearest" | "nearest-exact" |
+            "bilinear"), ``scales`` (s_h, s_w), ``coordinate_transformation_mode``; nearest:
+            ``rows`` / ``cols`` (the source row / column of every output row / column, as
+            torch computes them) and ``nearest_mode`` (the same indices in ONNX Resize's
+            terms); bilinear: ``align_corners``, ``size``, ``scale_factor``,
+            ``recompute_scale_factor`` (the interpolate call).
         weight: float32, conv (K, C/groups, R, S), linear (out, in), layernorm gamma (C,);
             None for other ops.
         bias: float32 (K,) or None (no bias and no folded BatchNorm); layernorm beta (C,).
-        activation: (lo, hi) clamp fused into the output of a conv2d / linear / add, e.g. ReLU
+        activation: (lo, hi) clamp fused into the output of a conv2d / linear / add / mul, e.g. ReLU
             (0, inf), ReLU6 (0, 6); None if no activation was fused.
         out_shape: output shape with the batch dimension, from the example input.
     """

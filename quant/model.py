@@ -19,6 +19,15 @@ Fake-quant semantics (the integer program matches these up to requantization rou
 * matmul: ``fq(a_fq @ b_fq)`` (float32).  layernorm / gelu / softmax: the float32 torch op on
   the fake-quant input (float parameters: LayerNorm's gamma and beta are not quantized), then
   ``fq``: they run in float on a vector unit.
+* pointwise (sigmoid, hardsigmoid, hardswish, silu, tanh): a lookup table over the input codes,
+  ``T[c] = clamp(round_half_even(fn((c - zp_x) s_x) / s_y) + zp_y)`` with the real value
+  computed exactly (``quant.pointwise``; ``lookup_table(name)``): the output is
+  ``(T[c] - zp_y) · s_y`` for the input code ``c`` of every element, as integer hardware with
+  the same table computes it.  (The float model runs the float32 torch function.)
+* mul: ``fq(a_fq · b_fq)`` (float32 product, numpy broadcasting), then the fused clamp.
+  resize: nearest, the gather torch's interpolate performs (no new quantization); bilinear,
+  torch's float32 interpolation of ``x_fq``, then ``fq`` with the input's parameters (the
+  output stays on the input's grid).
 
 Degenerate channels of per-channel int weights (e.g. a BatchNorm channel with gamma ~ 0 folded
 into its conv: weights ~1e-9 beside ~1e-1, and a bias of order 1).  Fitted on its own, such a
@@ -70,6 +79,7 @@ from quant.formats import BinaryParams, IntFormat, QuantParams
 from quant.formats.registry import FormatEntry, format_entry
 from quant.formats.uniform_fit import float32_at_least, settle_channel_scales, with_channel_scales
 from quant.graph import WEIGHTED_OPS, LayerGraph, LayerRecord
+from quant.pointwise import lookup_table
 
 DEFAULT_WEIGHT_FORMAT = IntFormat(bits=8, signed=True, symmetric=True, per_channel=True)
 DEFAULT_ACTIVATION_FORMAT = IntFormat(bits=8, signed=False, symmetric=False, per_channel=False)
@@ -271,6 +281,8 @@ class QuantizedModel:
                 raise CalibrationError(f"layer {rec.name!r} has no activation parameters")
             if rec.op in WEIGHTED_OPS:
                 self._quantize_weights(rec)
+            elif rec.op == "pointwise":
+                self.lookup_table(rec.name)  # built (and checked) once, here
         self._binary_scales = self._static_binary_scales(binary_scales or {})
         self._float_params = float_params(graph)
         # float ops (layernorm) keep their float parameters in the fake-quant model
@@ -443,6 +455,29 @@ class QuantizedModel:
         codes = self._b_codes[name]
         return None if codes is None else codes.copy()
 
+    def lookup_table(self, name: str) -> np.ndarray:
+        """The table of ``pointwise`` record ``name``: int64 output codes (read-only), entry i
+        for input code ``qmin_x + i`` (``quant.pointwise``)."""
+        rec = self.graph[name]
+        if rec.op != "pointwise":
+            raise QuantError(f"layer {name!r} is a {rec.op} record; lookup tables belong to "
+                             "pointwise records (sigmoid, hardsigmoid, hardswish, silu, tanh)")
+        try:
+            return lookup_table(rec.attrs["fn"], self.act_params(rec.inputs[0]),
+                                self.act_params(name))
+        except QuantError as exc:
+            raise QuantError(f"layer {name!r} ({rec.module_path}): {exc}") from None
+
+    def _pointwise_fq(self, rec: LayerRecord, xs: list[torch.Tensor], w, b) -> torch.Tensor:
+        """Fake-quant pointwise record: the table applied to the input codes."""
+        p_x, p_y = self.act_params(rec.inputs[0]), self.act_params(rec.name)
+        s_x, zp_x = float(p_x.scale), int(p_x.zero_point)
+        codes = torch.round(xs[0].to(torch.float64) / s_x).to(torch.int64) + zp_x
+        codes = codes.clamp_(p_x.fmt.qmin, p_x.fmt.qmax) - p_x.fmt.qmin
+        table = torch.from_numpy(self.lookup_table(rec.name).copy())
+        out = (table[codes] - int(p_y.zero_point)).to(torch.float64) * float(p_y.scale)
+        return out.to(torch.float32)
+
     def act_params(self, name: str) -> QuantParams:
         """Per-tensor QuantParams of the OUTPUT of record ``name`` (the input record: the model
         input).  maxpool2d / flatten return their input's parameters."""
@@ -469,6 +504,8 @@ class QuantizedModel:
     def _post(self, rec: LayerRecord, y: torch.Tensor) -> torch.Tensor:
         if rec.op in REQUANTIZING_OPS:
             return _fq_tensor(y, self._act[rec.name])
+        if rec.op == "resize" and rec.attrs["mode"] == "bilinear":  # back onto the input's grid
+            return _fq_tensor(y, self.act_params(rec.name))
         return y
 
     def run(self, x: torch.Tensor | np.ndarray, mode: str = "fake") -> dict[str, np.ndarray]:
@@ -494,7 +531,7 @@ class QuantizedModel:
         t = t.detach().cpu().to(torch.float32)
         if mode == "fake":
             return run_graph(self.graph, t, self._fq_params, post=self._post, keep=keep,
-                             pre=self._pre)
+                             pre=self._pre, ops={"pointwise": self._pointwise_fq})
         return run_graph(self.graph, t, self._float_params, keep=keep)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

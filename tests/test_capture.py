@@ -165,14 +165,14 @@ class Wrap(nn.Module):
         return self.block(x)
 
 
-class SigmoidBlock(nn.Module):
+class ExpBlock(nn.Module):
     def forward(self, x):
-        return torch.sigmoid(x)
+        return torch.exp(x)
 
 
 @pytest.mark.parametrize("model, op, path", [
-    (Wrap(nn.SiLU()), "SiLU", "block.0"),
-    (Wrap(SigmoidBlock()), "sigmoid", "block.0"),
+    (Wrap(nn.ELU()), "ELU", "block.0"),
+    (Wrap(ExpBlock()), "exp", "block.0"),
     (Wrap(BNAfterAdd()), "BatchNorm2d", "block.0.bn"),
     (Wrap(nn.Conv2d(2, 2, 3, padding=1, padding_mode="reflect")), "Conv2d", "block.0"),
 ])

@@ -306,7 +306,7 @@ def test_unsupported_ops_are_named():
     with pytest.raises(OnnxExportError) as err:
         onnx_model(program)
     msg = str(err.value)
-    assert "node 'cat' (concat): op 'concat' has no bit-exact ONNX Runtime" in msg
+    assert "'cat'" not in msg  # concat is QLinearConcat, whose tables give these codes
     assert "node 'clamp' (clamp): op 'clamp' has no bit-exact ONNX Runtime" in msg
     assert "exportable ops: input, conv2d, linear" in msg
 

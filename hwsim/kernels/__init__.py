@@ -208,3 +208,30 @@ __all__ += [
     "qlinear_softmax_reference",
     "resize_nearest_reference",
 ]
+
+# quant's element-wise ops: exactly rounded activation tables, the integer-only product
+from hwsim.kernels.eltwise import mul_requantize_dyadic  # noqa: E402
+from hwsim.kernels.lut_exact import (  # noqa: E402
+    EXACT_FNS,
+    exact_activation_code,
+    exact_activation_table,
+)
+from hwsim.kernels.reference import (  # noqa: E402
+    exact_activation_lut_reference,
+    mul_requantize_dyadic_reference,
+    resize_linear_reference,
+)
+from hwsim.kernels.resize import LINEAR_FRAC_BITS, linear_taps, resize_linear  # noqa: E402
+
+__all__ += [
+    "EXACT_FNS",
+    "exact_activation_code",
+    "exact_activation_lut_reference",
+    "exact_activation_table",
+    "LINEAR_FRAC_BITS",
+    "linear_taps",
+    "mul_requantize_dyadic",
+    "mul_requantize_dyadic_reference",
+    "resize_linear",
+    "resize_linear_reference",
+]

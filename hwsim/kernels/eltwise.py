@@ -86,3 +86,21 @@ def qlinear_add(a, a_zp: int, ratio_a, b, b_zp: int, ratio_b, out_zp: int, qmin:
     fixed = _F32(_F32(out_zp) - fma_f32(ra, _F32(a_zp), _F32(rb * _F32(b_zp))))
     v = fma_f32(a.astype(_F32), ra, fma_f32(b.astype(_F32), rb, fixed))
     return _saturate(v, qmin, qmax)
+
+
+def mul_requantize_dyadic(a, a_zp: int, b, b_zp: int, m: int, shift: int, out_zp: int,
+                          qmin: int, qmax: int) -> np.ndarray:
+    """Integer-only element-wise product of codes a and b (shapes broadcast as numpy does):
+    y = clamp(floor(((a - a_zp)(b - b_zp) · m + 2^(shift-1)) / 2^shift) + out_zp, qmin, qmax),
+    m · 2^-shift ~ s_a s_b / s_y (``dyadic_multiplier``), rounding half up. The product is exact
+    in int64 (codes of at most 16 bits); the requantization is ``requantize_dyadic``'s. Returns
+    the smallest dtype holding [qmin, qmax], of the broadcast shape."""
+    from hwsim.kernels.requant import requantize_dyadic
+
+    a, b = _codes("a", a), _codes("b", b)
+    for name, x in (("a", a), ("b", b)):
+        if x.size and max(abs(int(x.min())), abs(int(x.max()))) >= 1 << 17:
+            raise KernelError(f"mul_requantize_dyadic: {name} codes must be at most 17-bit "
+                              "integers (the product must stay exact in int64).")
+    prod = (a - int(a_zp)) * (b - int(b_zp))
+    return requantize_dyadic(prod, int(m), int(shift), int(out_zp), int(qmin), int(qmax))

@@ -1,5 +1,6 @@
 """Lowerings of the captured records without weights: input, add, pooling, concat, clamp,
-matmul, vector ops and the ops that only move codes."""
+matmul, vector ops, table activations (pointwise), element-wise products (mul), nearest
+resize and the ops that only move codes."""
 from __future__ import annotations
 
 import math
@@ -7,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.errors import ProgramError
+from hwsim.errors import KernelError, ProgramError
 from hwsim.ir import Node
 from hwsim.ir.specs import RequantMode
-from hwsim.kernels import dyadic_multiplier_pair
+from hwsim.kernels import (LINEAR_FRAC_BITS, dyadic_multiplier, dyadic_multiplier_pair,
+                           exact_activation_table, linear_taps, mul_ratio, nearest_indices)
 from hwsim.lower.context import LoweringContext
 from hwsim.lower.registry import register_record_lowering
 
@@ -125,6 +127,86 @@ def _lower_vector(ctx: LoweringContext, rec) -> Node:
     return ctx.node(rec, "vector_op", out, attrs, arrays)
 
 
+def _lower_pointwise(ctx: LoweringContext, rec) -> Node:
+    """A table lookup over the input codes: the exactly rounded function (as quant's fake-quant
+    model computes it; hwsim.kernels.lut_exact)."""
+    x_q, out = ctx.tq(rec.inputs[0]), ctx.tq(rec.name)
+    fn = str(rec.attrs["fn"])
+    try:
+        table = exact_activation_table(fn, x_scale=x_q.scale, x_zero_point=x_q.zero_point,
+                                       x_range=(x_q.qmin, x_q.qmax), y_scale=out.scale,
+                                       y_zero_point=out.zero_point, y_range=(out.qmin, out.qmax))
+    except KernelError as exc:
+        raise ProgramError(f"layer {rec.name!r} ({rec.module_path}): {exc}") from None
+    attrs = {"fn": fn, "arithmetic": "exact", "input_scale": x_q.scale,
+             "input_zero_point": x_q.zero_point, "input_range": [x_q.qmin, x_q.qmax]}
+    return ctx.node(rec, "activation_lut", out, attrs, {"table": table.astype(out.dtype)})
+
+
+def _lower_mul(ctx: LoweringContext, rec) -> Node:
+    """(a - zp_a)(b - zp_b), broadcast, requantized with M = s_a s_b / s_y (dyadic) or as ONNX
+    Runtime's QLinearMul (float32). QLinearMul is defined on 8-bit codes (a wider product can
+    leave int32 in its float32 arithmetic): a product of wider codes is requantized dyadic in a
+    float32 program too, and its node says so."""
+    a, b = (ctx.tq(s) for s in rec.inputs)
+    out = ctx.tq(rec.name)
+    attrs = {"input_zero_points": [a.zero_point, b.zero_point],
+             "requant": ctx.requant_attrs(rec, out)}
+    eight_bit = all(q.qmax - q.qmin <= 255 for q in (a, b, out))
+    if ctx.requant is RequantMode.DYADIC or not eight_bit:
+        if ctx.requant is not RequantMode.DYADIC:
+            attrs["requant"] = {**attrs["requant"], "mode": RequantMode.DYADIC.value}
+            attrs["note"] = ("float32 requantization of a product is ONNX Runtime's QLinearMul, "
+                             "defined on 8-bit codes; these are wider: dyadic")
+        m, shift = dyadic_multiplier(np.float64(a.scale * b.scale / out.scale))
+        arrays = {"rq_multiplier": np.array([m], dtype=np.int64),
+                  "rq_shift": np.array([shift], dtype=np.int64)}
+    else:
+        arrays = {"rq_scale_f32": np.array([mul_ratio(a.scale, b.scale, out.scale)],
+                                           dtype=np.float32)}
+    return ctx.node(rec, "mul", out, attrs, arrays)
+
+
+def _lower_resize(ctx: LoweringContext, rec) -> Node:
+    """Nearest resize: the gather torch performs, which must be ONNX Resize's at the record's
+    scales and modes (so the node's reference, which recomputes the indices, agrees)."""
+    a = rec.attrs
+    (h, w), (oh, ow) = ctx.qm.graph[rec.inputs[0]].out_shape[2:], rec.out_shape[2:]
+    if a["mode"] == "bilinear":
+        return _lower_resize_linear(ctx, rec, (h, w), (oh, ow))
+    mode, nearest = a["coordinate_transformation_mode"], a["nearest_mode"]
+    arrays = {}
+    for key, n_in, n_out, scale in (("rows", h, oh, a["scales"][0]),
+                                    ("cols", w, ow, a["scales"][1])):
+        torch_idx = np.asarray(a[key], dtype=np.int64)
+        onnx_idx = nearest_indices(int(n_in), int(n_out), np.float32(scale), mode, nearest)
+        if not np.array_equal(torch_idx, onnx_idx):
+            raise ProgramError(
+                f"layer {rec.name!r} ({rec.module_path}): torch's nearest interpolation reads "
+                f"source {key} {torch_idx.tolist()[:8]}..., ONNX Resize's formula "
+                f"({mode}, {nearest}, scale {float(scale):g}) gives {onnx_idx.tolist()[:8]}...; "
+                "this resize has no integer lowering")
+        arrays[key] = torch_idx
+    attrs = {"scales": [float(v) for v in a["scales"]],
+             "coordinate_transformation_mode": mode, "nearest_mode": nearest}
+    return ctx.node(rec, "resize_nearest", ctx.tq(rec.inputs[0]), attrs, arrays)
+
+
+def _lower_resize_linear(ctx: LoweringContext, rec, in_hw: tuple, out_hw: tuple) -> Node:
+    """Bilinear resize: two taps and integer weights per output row / column
+    (hwsim.kernels.resize.linear_taps); the codes keep the input's quantization."""
+    a = rec.attrs
+    mode = a["coordinate_transformation_mode"]
+    arrays = {}
+    for key, n_in, n_out, scale in (("rows", in_hw[0], out_hw[0], a["scales"][0]),
+                                    ("cols", in_hw[1], out_hw[1], a["scales"][1])):
+        arrays[key], arrays[key[:3] + "_weights"] = linear_taps(int(n_in), int(n_out), scale, mode,
+                                                                LINEAR_FRAC_BITS)
+    attrs = {"scales": [float(v) for v in a["scales"]], "coordinate_transformation_mode": mode,
+             "frac_bits": LINEAR_FRAC_BITS}
+    return ctx.node(rec, "resize_linear", ctx.tq(rec.inputs[0]), attrs, arrays)
+
+
 def _lower_move(ctx: LoweringContext, rec) -> Node:
     attrs = ({"shape": [int(d) for d in rec.attrs["shape"]]} if rec.op == "reshape"
              else {"perm": [int(d) for d in rec.attrs["perm"]]})
@@ -137,5 +219,6 @@ for _op, _fn in (("input", _lower_input), ("add", _lower_add), ("maxpool2d", _lo
                  ("clamp", _lower_clamp), ("matmul", _lower_matmul),
                  ("layernorm", _lower_vector), ("gelu", _lower_vector),
                  ("softmax", _lower_vector), ("reshape", _lower_move),
-                 ("transpose", _lower_move)):
+                 ("transpose", _lower_move), ("pointwise", _lower_pointwise),
+                 ("mul", _lower_mul), ("resize", _lower_resize)):
     register_record_lowering(_op, _fn)

@@ -12,6 +12,18 @@ The model is built from the integer program alone (no torch). Mapping, per progr
     maxpool2d  MaxPool on the codes
     avgpool2d  com.microsoft QLinearGlobalAveragePool (global pooling only)
     flatten    Flatten (axis 1)
+    mul        com.microsoft QLinearMul (float32 requantization: hwsim's float32 mul is ONNX
+               Runtime's formula; broadcasting as numpy)
+    concat, concat_lut
+               com.microsoft QLinearConcat, when ONNX Runtime's per-input table
+               Q_y(f32(s_i · (c - zp_i))) gives hwsim's codes for all 256 codes of every input
+    activation_lut
+               com.microsoft QLinearSigmoid (fn sigmoid) / QLinearLeakyRelu (fn leaky_relu),
+               when ONNX Runtime's float32 table (hwsim.kernels.lut) equals the node's table
+               entry for entry; an exactly rounded sigmoid table (quant's pointwise records)
+               usually does, and is refused where an entry differs
+    resize_nearest
+               Resize (mode nearest) on the codes, with the node's scales and modes
 
 Codes: uint8 or int8 activations; conv / linear take u8 x s8, u8 x u8 or s8 x s8 (activations
 x weights; any weight zero points) and write their input's type, as ONNX Runtime's CPU kernels
@@ -49,7 +61,8 @@ from hwsim.engines.table import is_pytorch_engine
 from hwsim.errors import ProgramError
 from hwsim.ir import IntProgram, Node, check_program
 from hwsim.ir.specs import AccumulatorMode, RequantMode
-from hwsim.kernels import ort_output_scale
+from hwsim.kernels import activation_table, mul_ratio, nearest_indices, ort_output_scale
+from hwsim.kernels import requantize_float32
 from hwsim.onnx import ort_semantics as ort
 from hwsim.onnx._deps import require
 from hwsim.onnx.ort_cpu import pairs_decision
@@ -57,7 +70,9 @@ from hwsim.onnx.ort_cpu import pairs_decision
 OPSET = 17  # MaxPool and Clip on int8/uint8 need >= 12; per-axis Q/DQ >= 13
 IR_VERSION = 9
 ORT_ACCUMULATOR_BITS = 32
-EXPORTABLE_OPS = ("input", "conv2d", "linear", "add", "maxpool2d", "avgpool2d (global)", "flatten")
+EXPORTABLE_OPS = ("input", "conv2d", "linear", "add", "maxpool2d", "avgpool2d (global)", "flatten",
+                  "mul", "concat", "concat_lut", "activation_lut (sigmoid, leaky_relu)",
+                  "resize_nearest")
 _CODE_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
 _DENSE_TYPES = (("uint8", "int8"), ("uint8", "uint8"), ("int8", "int8"))  # ORT's CPU kernels
 _F32 = np.float32
@@ -298,8 +313,131 @@ def _check_flatten(program: IntProgram, node: Node, ins: list[Node], int16_pairs
     return []
 
 
+def _same_type_errors(ort_op: str, ins: list[Node], node: Node) -> list[str]:
+    types = [p.out.dtype for p in ins] + [node.out.dtype]
+    if len(set(types)) != 1:
+        return [f"{ort_op} needs one code type for its inputs and output; got "
+                f"{', '.join(str(t) for t in types)}"]
+    return []
+
+
+def _full_range(node: Node, ins: list[Node], ort_op: str) -> list[str]:
+    """Inputs and output use their type's whole range (ONNX Runtime's tables cover it)."""
+    info = np.iinfo(node.out.dtype)
+    bad = [p.name for p in [*ins, node] if (p.out.qmin, p.out.qmax) != (info.min, info.max)]
+    if bad:
+        return [f"{ort_op} works on the full {node.out.dtype} range; the codes of {bad} use a "
+                "narrower one"]
+    return []
+
+
+def _table_mismatch(ours: np.ndarray, theirs: np.ndarray, first_code: int) -> str:
+    diff = np.flatnonzero(np.asarray(ours, np.int64) != np.asarray(theirs, np.int64))
+    codes = ", ".join(str(first_code + int(i)) for i in diff[:4])
+    return (f"{diff.size} of {ours.size} table entries differ (input codes {codes}"
+            f"{', ...' if diff.size > 4 else ''})")
+
+
+def _ort_table(fn: str, x: Node, node: Node, alpha: float = 0.0) -> np.ndarray:
+    """ONNX Runtime's table over x's codes at the exported (float32) scales, with the node's
+    requantization clamp applied after it (the Clip the export adds)."""
+    info = np.iinfo(node.out.dtype)
+    table = activation_table(fn, x_scale=_F32(x.out.scale), x_zero_point=x.out.zero_point,
+                             y_scale=_F32(node.out.scale), y_zero_point=node.out.zero_point,
+                             qmin=int(info.min), qmax=int(info.max), alpha=_F32(alpha))
+    lo, hi = _clamp_of(node)
+    return np.clip(table, lo, hi)
+
+
+def _clamp_of(node: Node) -> tuple[int, int]:
+    rq = node.attrs.get("requant")
+    return tuple(rq["clamp"]) if rq is not None else (node.out.qmin, node.out.qmax)
+
+
+def _check_activation(program: IntProgram, node: Node, ins: list[Node], int16_pairs) -> list[str]:
+    a = node.attrs
+    fn = a["fn"]
+    ort_op = {"sigmoid": "QLinearSigmoid", "leaky_relu": "QLinearLeakyRelu"}.get(fn)
+    if ort_op is None:
+        return [f"fn {fn!r} has no ONNX Runtime quantized op (QLinearSigmoid and "
+                "QLinearLeakyRelu are exported)"]
+    errs = _zero_point_errors(node, ins, [a["input_zero_point"]])
+    errs += _same_type_errors(ort_op, ins, node) or _full_range(node, ins, ort_op)
+    if errs:
+        return errs
+    theirs = _ort_table(fn, ins[0], node, float(a.get("alpha", 0.0)))
+    if not np.array_equal(node.arrays["table"].astype(np.int64), theirs):
+        info = np.iinfo(node.out.dtype)
+        errs.append(f"{ort_op} computes its table in float32 (ONNX Runtime's {fn}); at these "
+                    f"scales it is not this node's: "
+                    f"{_table_mismatch(node.arrays['table'], theirs, int(info.min))}")
+    return errs
+
+
+def _check_mul(program: IntProgram, node: Node, ins: list[Node], int16_pairs) -> list[str]:
+    if "constant" in node.arrays:
+        return ["a mul with a constant operand is not exported (only products of two "
+                "activations)"]
+    errs = _zero_point_errors(node, ins, node.attrs["input_zero_points"])
+    errs += _same_type_errors("QLinearMul", ins, node)
+    want = mul_ratio(ins[0].out.scale, ins[1].out.scale, node.out.scale)
+    if not _same_f32(node.arrays["rq_scale_f32"], np.array([want])):
+        errs.append(f"rq_scale_f32 {node.arrays['rq_scale_f32'].tolist()} differs from "
+                    f"QLinearMul's f32(f32(s_a s_b) / s_c) = {float(want)}")
+    return errs
+
+
+def _concat_codes(node: Node, i: int, x: Node) -> np.ndarray:
+    """hwsim's output codes for every code of input i (the node's own arithmetic)."""
+    codes = np.arange(x.out.qmin, x.out.qmax + 1, dtype=np.int64)
+    if node.op == "concat_lut":
+        return np.asarray(node.arrays["tables"][i], dtype=np.int64)
+    lo, hi = _clamp_of(node)
+    ratio = np.asarray(node.arrays["rq_scale_f32"], dtype=_F32).reshape(-1)[i]
+    return requantize_float32(codes - int(node.attrs["input_zero_points"][i]), ratio,
+                              node.out.zero_point, lo, hi).astype(np.int64)
+
+
+def _check_concat(program: IntProgram, node: Node, ins: list[Node], int16_pairs) -> list[str]:
+    errs = _zero_point_errors(node, ins, node.attrs["input_zero_points"])
+    errs += _same_type_errors("QLinearConcat", ins, node) or _full_range(node, ins,
+                                                                         "QLinearConcat")
+    if errs:
+        return errs
+    if int(node.attrs["axis"]) == 0:
+        return ["QLinearConcat along the batch axis is not exported"]
+    for i, x in enumerate(ins):
+        ours = _concat_codes(node, i, x)
+        if _F32(x.out.scale) == _F32(node.out.scale) and x.out.zero_point == node.out.zero_point:
+            theirs = np.clip(np.arange(x.out.qmin, x.out.qmax + 1), *_clamp_of(node))
+        else:  # ONNX Runtime requantizes input i through a table
+            theirs = _ort_table("identity", x, node)
+        if not np.array_equal(ours, theirs):
+            errs.append(f"input {i} ({x.name!r}): QLinearConcat's requantization table "
+                        f"Q_y(f32(s_i · (c - zp_i))) is not this node's: "
+                        f"{_table_mismatch(ours, theirs, x.out.qmin)}")
+    return errs
+
+
+def _check_resize(program: IntProgram, node: Node, ins: list[Node], int16_pairs) -> list[str]:
+    a = node.attrs
+    (h, w), (oh, ow) = ins[0].out_shape[2:], node.out_shape[2:]
+    s_h, s_w = (_F32(v) for v in a["scales"])
+    errs = []
+    if (int(np.floor(_F32(h) * s_h)), int(np.floor(_F32(w) * s_w))) != (oh, ow):
+        errs.append(f"Resize with scales ({float(s_h)}, {float(s_w)}) outputs "
+                    f"floor(in · scale), not the node's {oh}x{ow}")
+    mode, nearest = a["coordinate_transformation_mode"], a["nearest_mode"]
+    for key, n_in, n_out, scale in (("rows", h, oh, s_h), ("cols", w, ow, s_w)):
+        if not np.array_equal(node.arrays[key], nearest_indices(n_in, n_out, scale, mode, nearest)):
+            errs.append(f"the node's source {key} are not ONNX Resize's ({mode}, {nearest})")
+    return errs
+
+
 _CHECKS = {"conv2d": _check_dense, "linear": _check_dense, "add": _check_add,
-           "avgpool2d": _check_avgpool, "maxpool2d": _check_maxpool, "flatten": _check_flatten}
+           "avgpool2d": _check_avgpool, "maxpool2d": _check_maxpool, "flatten": _check_flatten,
+           "activation_lut": _check_activation, "mul": _check_mul, "concat": _check_concat,
+           "concat_lut": _check_concat, "resize_nearest": _check_resize}
 
 
 def _same_f32(a: np.ndarray, b: np.ndarray) -> bool:
@@ -471,5 +609,40 @@ def _emit_flatten(g: _GraphBuilder, node: Node) -> None:
     g.op("Flatten", [node.inputs[0]], node.name, node, axis=1)
 
 
+def _emit_activation(g: _GraphBuilder, node: Node) -> None:
+    x = node.inputs[0]
+    ins = [x, *g.qparams(x), *g.qparams(node.name)]
+    if node.attrs["fn"] == "sigmoid":
+        g.clamped(node, "QLinearSigmoid", ins, bounds=_clamp_of(node), domain="com.microsoft")
+    else:
+        g.clamped(node, "QLinearLeakyRelu", ins, bounds=_clamp_of(node), domain="com.microsoft",
+                  alpha=float(node.attrs["alpha"]))
+
+
+def _emit_mul(g: _GraphBuilder, node: Node) -> None:
+    a, b = node.inputs
+    g.clamped(node, "QLinearMul", [a, *g.qparams(a), b, *g.qparams(b), *g.qparams(node.name)],
+              domain="com.microsoft")
+
+
+def _emit_concat(g: _GraphBuilder, node: Node) -> None:
+    ins = [*g.qparams(node.name)]
+    for x in node.inputs:
+        ins += [x, *g.qparams(x)]
+    g.clamped(node, "QLinearConcat", ins, bounds=_clamp_of(node), domain="com.microsoft",
+              axis=int(node.attrs["axis"]))
+
+
+def _emit_resize(g: _GraphBuilder, node: Node) -> None:
+    a = node.attrs
+    scales = np.array([1.0, 1.0, *a["scales"]], dtype=_F32)
+    roi = g.const(f"{node.name}.roi", np.zeros(0, dtype=_F32))
+    g.op("Resize", [node.inputs[0], roi, g.const(f"{node.name}.scales", scales)], node.name,
+         node, mode="nearest", coordinate_transformation_mode=a["coordinate_transformation_mode"],
+         nearest_mode=a["nearest_mode"])
+
+
 _EMIT = {"conv2d": _emit_conv, "linear": _emit_linear, "add": _emit_add,
-         "avgpool2d": _emit_avgpool, "maxpool2d": _emit_maxpool, "flatten": _emit_flatten}
+         "avgpool2d": _emit_avgpool, "maxpool2d": _emit_maxpool, "flatten": _emit_flatten,
+         "activation_lut": _emit_activation, "mul": _emit_mul, "concat": _emit_concat,
+         "concat_lut": _emit_concat, "resize_nearest": _emit_resize}

@@ -1,5 +1,6 @@
 """Element-wise products and broadcast sums of quantized tensors, in ONNX Runtime's float32
-order (QLinearMul, QLinearAdd; hwsim.kernels.eltwise). Operands broadcast as numpy (and ONNX)
+order (QLinearMul, QLinearAdd; hwsim.kernels.eltwise); the product also integer-only (dyadic
+requantization, as quant's ``mul`` records lower). Operands broadcast as numpy (and ONNX)
 do; one of them may be a constant (array ``constant``, at operand position
 ``constant_operand`` 0 or 1) instead of a program input."""
 from __future__ import annotations
@@ -25,7 +26,12 @@ def _mul(node: Node, args: list, reference: bool) -> tuple:
 
     a, b = _operands(node, args)
     za, zb = node.attrs["input_zero_points"]
-    lo, hi = RequantSpec.from_attrs(node.attrs).clamp
+    rq = RequantSpec.from_attrs(node.attrs)
+    lo, hi = rq.clamp
+    if rq.mode is RequantMode.DYADIC:
+        fn = k.mul_requantize_dyadic_reference if reference else k.mul_requantize_dyadic
+        return fn(a, za, b, zb, int(node.arrays["rq_multiplier"][0]),
+                  int(node.arrays["rq_shift"][0]), node.out.zero_point, lo, hi), None
     fn = k.qlinear_mul_reference if reference else k.qlinear_mul
     return fn(a, za, b, zb, node.arrays["rq_scale_f32"][0], node.out.zero_point, lo, hi), None
 
@@ -41,7 +47,7 @@ def _add(node: Node, args: list, reference: bool) -> tuple:
     return fn(a, za, ra, b, zb, rb, node.out.zero_point, lo, hi), None
 
 
-def _check(ratios: int):
+def _check(ratios: int, dyadic: bool):
     def check(node: Node) -> list[str]:
         a, errs = node.attrs, []
         n_const = int("constant" in node.arrays)
@@ -58,19 +64,28 @@ def _check(ratios: int):
         zps = a["input_zero_points"]
         if not isinstance(zps, (list, tuple)) or len(zps) != 2:
             errs.append(f"input_zero_points must be [zp_a, zp_b]; got {zps!r}")
-        if RequantSpec.from_attrs(a).mode is not RequantMode.FLOAT32:
-            errs.append("requant mode must be 'float32' (ONNX Runtime's order)")
-        elif np.asarray(node.arrays["rq_scale_f32"]).shape != (ratios,):
+        mode = RequantSpec.from_attrs(a).mode
+        if mode is RequantMode.DYADIC and dyadic:
+            for key in ("rq_multiplier", "rq_shift"):
+                if key not in node.arrays or np.asarray(node.arrays[key]).shape != (1,):
+                    errs.append(f"{key} must hold one integer (M = s_a s_b / s_y)")
+        elif mode is not RequantMode.FLOAT32:
+            errs.append("requant mode must be 'float32' (ONNX Runtime's order)"
+                        + (" or 'dyadic'" if dyadic else ""))
+        elif np.asarray(node.arrays.get("rq_scale_f32", np.zeros(0))).shape != (ratios,):
             errs.append(f"rq_scale_f32 must hold {ratios} float32 ratio(s)")
         return errs
     return check
 
 
-for _name, _fn, _ratios, _doc in (
-    ("mul", _mul, 1,
-     "ONNX Runtime's QLinearMul: v = f32(f32(f32((a - zp_a)(b - zp_b)) · r) + zp_y), "
-     "r = rq_scale_f32[0] = f32(f32(s_a s_b) / s_y); round half even, saturate."),
-    ("add_broadcast", _add, 2,
+for _name, _fn, _ratios, _dyadic, _doc in (
+    ("mul", _mul, 1, True,
+     "Element-wise product with broadcasting. requant float32: ONNX Runtime's QLinearMul, "
+     "v = f32(f32(f32((a - zp_a)(b - zp_b)) · r) + zp_y), r = rq_scale_f32[0] = "
+     "f32(f32(s_a s_b) / s_y); round half even, saturate. requant dyadic: y = clamp(floor(((a - "
+     "zp_a)(b - zp_b) m + 2^(shift-1)) / 2^shift) + zp_y), m 2^-shift ~ s_a s_b / s_y (round "
+     "half up; the product exact in int64)."),
+    ("add_broadcast", _add, 2, False,
      "ONNX Runtime's QLinearAdd with broadcasting: fused multiply-adds of the raw codes with "
      "r_a, r_b = rq_scale_f32 and the zero points folded into one constant, operands exchanged "
      "when a is the one broadcast along the innermost dimension (hwsim.kernels.eltwise)."),
@@ -79,5 +94,6 @@ for _name, _fn, _ratios, _doc in (
                       lambda node, args, fn=_fn: fn(node, args, False),
                       lambda node, args, fn=_fn: fn(node, args, True),
                       optional_attrs=("constant_operand", "input_scales"),
-                      optional_arrays=("constant",), requantizes=True, check=_check(_ratios),
+                      optional_arrays=("constant",), requantizes=True,
+                      check=_check(_ratios, _dyadic),
                       not_costed=_NOT_COSTED))

@@ -18,12 +18,11 @@ from quant.binary_input import BinaryInput
 from quant.errors import CalibrationError, QuantError
 from quant.execute import float_params, run_graph
 from quant.formats import IntFormat, QuantParams, fit_binary, fit_int_params
-from quant.graph import LayerGraph, LayerRecord
+from quant.graph import REQUANTIZING_OPS, LayerGraph, LayerRecord
 
-# Ops whose output gets its own calibrated activation parameters; the others (maxpool2d,
-# flatten, reshape, transpose) reuse their input's parameters: they only move or select values.
-REQUANTIZING_OPS = ("input", "conv2d", "linear", "add", "avgpool2d", "concat", "clamp", "matmul",
-                    "layernorm", "gelu", "softmax")
+# REQUANTIZING_OPS (defined beside the ops in quant.graph): ops whose output gets its own
+# calibrated activation parameters; the others (maxpool2d, flatten, reshape, transpose, resize)
+# reuse their input's parameters: they only move or select values.
 
 
 class ActivationObserver:

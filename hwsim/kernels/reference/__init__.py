@@ -69,7 +69,10 @@ from hwsim.kernels.reference.qlinear_reduce import (  # noqa: E402
     average_pool2d_f32_reference,
     qlinear_softmax_reference,
 )
-from hwsim.kernels.reference.resize import resize_nearest_reference  # noqa: E402
+from hwsim.kernels.reference.resize import (  # noqa: E402
+    resize_linear_reference,
+    resize_nearest_reference,
+)
 
 __all__ += [
     "activation_lut_reference",
@@ -79,3 +82,9 @@ __all__ += [
     "qlinear_softmax_reference",
     "resize_nearest_reference",
 ]
+
+from hwsim.kernels.reference.lut_exact import exact_activation_lut_reference  # noqa: E402
+from hwsim.kernels.reference.mul import mul_requantize_dyadic_reference  # noqa: E402
+
+__all__ += ["exact_activation_lut_reference", "mul_requantize_dyadic_reference",
+            "resize_linear_reference"]
