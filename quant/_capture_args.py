@@ -107,3 +107,18 @@ def fold_batchnorm(weight: np.ndarray, bias: np.ndarray | None,
     w_new = weight.astype(np.float64) * factor.reshape(-1, *([1] * (weight.ndim - 1)))
     b_new = (b - mean) * factor + beta
     return w_new.astype(np.float32), b_new.astype(np.float32)
+
+
+def transposed_to_output_major(weight: np.ndarray, groups: int) -> np.ndarray:
+    """torch's ConvTranspose2d weight (C, K/groups, R, S) -> (K, C/groups, R, S), output
+    channel major: ``out[g*K/groups + o, i] = weight[g*C/groups + i, o]``."""
+    c, kg, r, s = weight.shape
+    w = weight.reshape(groups, c // groups, kg, r, s).transpose(0, 2, 1, 3, 4)
+    return np.ascontiguousarray(w.reshape(groups * kg, c // groups, r, s))
+
+
+def output_major_to_transposed(weight, groups: int):
+    """The inverse of `transposed_to_output_major` (numpy array or torch tensor)."""
+    k, cg, r, s = weight.shape
+    w = weight.reshape(groups, k // groups, cg, r, s).swapaxes(1, 2)
+    return w.reshape(groups * cg, k // groups, r, s)

@@ -3,7 +3,11 @@
 What is captured (see ``LayerRecord`` for attributes):
 
 * Conv2d (zeros padding; stride, dilation, groups) -> conv2d; Linear on (N, F) -> linear.
-* BatchNorm2d is folded into the conv2d it directly follows, when it is that conv's only
+* ConvTranspose2d (zeros padding; stride, padding, output_padding, dilation, groups; not called
+  with output_size) -> conv_transpose2d, its weight stored output-channel major (LayerRecord).
+  F.conv_transpose2d is not captured (its weight is a parameter used directly).
+* BatchNorm2d is folded into the conv2d / conv_transpose2d it directly follows (per output
+  channel), when it is that conv's only
   consumer; any other BatchNorm2d raises ``UnsupportedOpError``.
 * ReLU / ReLU6 / Hardtanh / F.relu / F.relu6 / F.hardtanh / clamp: fused into the producing
   conv2d / linear / add as ``activation`` when that producer has no other consumer; otherwise a
@@ -57,7 +61,8 @@ from torch import fx, nn
 from torch.ao.quantization import QuantStub
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
-from quant._capture_args import bind, conv_padding, fold_batchnorm, pads4, pair, to_numpy_f32
+from quant._capture_args import (bind, conv_padding, fold_batchnorm, pads4, pair, to_numpy_f32,
+                                 transposed_to_output_major)
 from quant.errors import UnsupportedOpError
 from quant.graph import FUSABLE_OPS, POINTWISE_FNS, LayerGraph, LayerRecord
 
@@ -239,10 +244,12 @@ class _Capture:
     def batchnorm(self, node: fx.Node, bn: nn.BatchNorm2d) -> None:
         if bn.running_mean is None or bn.running_var is None:
             raise self.unsupported(node, "BatchNorm2d without running statistics")
-        rec = self.fusable_producer(node, node.args[0], ("conv2d",))  # type: ignore[arg-type]
+        rec = self.fusable_producer(node, node.args[0],  # type: ignore[arg-type]
+                                    ("conv2d", "conv_transpose2d"))
         if rec is None or rec.activation is not None:
             raise self.unsupported(
-                node, "BatchNorm2d must directly follow a conv2d whose only consumer it is")
+                node, "BatchNorm2d must directly follow a conv2d (or conv_transpose2d) whose "
+                      "only consumer it is")
         rec.weight, rec.bias = fold_batchnorm(rec.weight, rec.bias, bn)
         rec.tail = node
         self.alias[node] = rec.name
@@ -436,6 +443,28 @@ class _Capture:
                  "coordinate_transformation_mode": RESIZE_MODES[mode], "nearest_mode": "floor"}
         self.add(node, name, "resize", (self.src(node, x),), attrs=attrs)
 
+    def conv_transpose(self, node: fx.Node, path: str, m: nn.ConvTranspose2d,
+                       arg: fx.Node) -> None:
+        """nn.ConvTranspose2d -> conv_transpose2d, its weight output-channel major."""
+        if m.padding_mode != "zeros":
+            raise self.unsupported(node, f"ConvTranspose2d with padding_mode="
+                                         f"{m.padding_mode!r}; only 'zeros' is supported")
+        if len(node.args) > 1 or node.kwargs:
+            raise self.unsupported(node, "ConvTranspose2d called with output_size; set "
+                                         "output_padding on the module instead")
+        stride, dilation = pair(m.stride), pair(m.dilation)
+        output_padding = pair(m.output_padding)
+        for v, s, d in zip(output_padding, stride, dilation):
+            if v >= max(s, d):
+                raise self.unsupported(node, f"ConvTranspose2d output_padding {output_padding} "
+                                             f"must be smaller than max(stride, dilation) "
+                                             f"on each axis; stride {stride}, dilation {dilation}")
+        attrs = {"stride": stride, "padding": pads4(m.padding), "output_padding": output_padding,
+                 "dilation": dilation, "groups": int(m.groups)}
+        weight = transposed_to_output_major(to_numpy_f32(m.weight), int(m.groups))
+        self.add(node, self.unique(path), "conv_transpose2d", (self.src(node, arg),),
+                 attrs=attrs, weight=weight, bias=to_numpy_f32(m.bias))
+
     def module(self, node: fx.Node) -> None:
         path = str(node.target)
         m = self.gm.get_submodule(path)
@@ -450,6 +479,8 @@ class _Capture:
                      "dilation": pair(m.dilation), "groups": int(m.groups)}
             self.add(node, self.unique(path), "conv2d", (self.src(node, arg),), attrs=attrs,
                      weight=to_numpy_f32(m.weight), bias=to_numpy_f32(m.bias))
+        elif mtype is nn.ConvTranspose2d:
+            self.conv_transpose(node, path, m, arg)
         elif mtype is nn.Linear:
             if len(self.shape(arg)) != 2:
                 raise self.unsupported(node, f"Linear on a tensor of shape {self.shape(arg)}; "

@@ -36,6 +36,27 @@ def _conv2d(rec, xs, w, b):
                     groups=a["groups"])
 
 
+def _conv_transpose2d(rec, xs, w, b):
+    """torch's conv_transpose2d; ``w`` output-channel major (LayerRecord.weight)."""
+    from quant._capture_args import output_major_to_transposed
+
+    a = rec.attrs
+    g = a["groups"]
+    wt = output_major_to_transposed(w, g)
+    pad = _symmetric_padding(rec)
+    if pad is not None:
+        return F.conv_transpose2d(xs[0], wt, b, stride=a["stride"], padding=pad,
+                                  output_padding=a["output_padding"], groups=g,
+                                  dilation=a["dilation"])
+    # asymmetric padding: the full output, extended by output_padding, then cropped
+    top, left, bottom, right = a["padding"]
+    y = F.conv_transpose2d(xs[0], wt, None, stride=a["stride"], groups=g, dilation=a["dilation"])
+    oph, opw = a["output_padding"]
+    y = F.pad(y, (0, opw, 0, oph))
+    y = y[:, :, top:y.shape[2] - bottom, left:y.shape[3] - right]
+    return y if b is None else y + b.reshape(1, -1, 1, 1)
+
+
 def _linear(rec, xs, w, b):
     return F.linear(xs[0], w, b)
 
@@ -148,7 +169,7 @@ OP_TABLE: dict[str, OpFn] = {
     "avgpool2d": _avgpool2d, "flatten": _flatten, "concat": _concat, "clamp": _clamp,
     "matmul": _matmul, "layernorm": _layernorm, "gelu": _gelu, "softmax": _softmax,
     "reshape": _reshape, "transpose": _transpose, "pointwise": _pointwise, "mul": _mul,
-    "resize": _resize,
+    "resize": _resize, "conv_transpose2d": _conv_transpose2d,
 }
 
 

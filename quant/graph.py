@@ -15,8 +15,13 @@ from quant.errors import QuantError
 
 OPS = ("input", "conv2d", "linear", "add", "maxpool2d", "avgpool2d", "flatten", "concat", "clamp",
        "matmul", "layernorm", "gelu", "softmax", "reshape", "transpose", "pointwise", "mul",
-       "resize")
+       "resize", "conv_transpose2d")
 WEIGHTED_OPS = ("conv2d", "linear")
+# Transposed convolutions: weighted like conv2d, but kept out of WEIGHTED_OPS so calibration
+# steps written for conv2d / linear leave them at their fitted weights. Their weight is stored
+# output-channel major, (K, C/groups, R, S) (see LayerRecord.weight).
+CONV_TRANSPOSE_OPS = ("conv_transpose2d",)
+QUANTIZED_WEIGHT_OPS = WEIGHTED_OPS + CONV_TRANSPOSE_OPS
 # Ops computed in float on a vector unit (dequantize, fn, quantize), not as integer products.
 FLOAT_OPS = ("layernorm", "gelu", "softmax")
 # Ops that only move codes (output quantization = input quantization).
@@ -24,7 +29,7 @@ MOVE_OPS = ("maxpool2d", "flatten", "reshape", "transpose", "resize")
 # Ops whose output gets its own activation parameters (every op but the ones that move codes).
 REQUANTIZING_OPS = tuple(op for op in OPS if op not in MOVE_OPS)
 # Ops whose output may carry a fused activation clamp.
-FUSABLE_OPS = ("conv2d", "linear", "add", "mul")
+FUSABLE_OPS = ("conv2d", "linear", "add", "mul", "conv_transpose2d")
 # Element-wise nonlinearities of a ``pointwise`` record (attrs["fn"]); in the fake-quant model
 # and the integer program each is a lookup table over the input codes (``quant.pointwise``).
 POINTWISE_FNS = ("sigmoid", "hardsigmoid", "hardswish", "silu", "tanh")
@@ -56,7 +61,12 @@ class LayerRecord:
             torch computes them) and ``nearest_mode`` (the same indices in ONNX Resize's
             terms); bilinear: ``align_corners``, ``size``, ``scale_factor``,
             ``recompute_scale_factor`` (the interpolate call).
+            conv_transpose2d: ``stride``, ``padding`` (top, left, bottom, right: rows / columns
+            cropped from the full output), ``output_padding`` (oh, ow), ``dilation``, ``groups``.
         weight: float32, conv (K, C/groups, R, S), linear (out, in), layernorm gamma (C,);
+            conv_transpose2d (K, C/groups, R, S) output-channel major: torch's (C, K/groups, R,
+            S) with ``w[g*K/groups + o, i] = w_torch[g*C/groups + i, o]``, so axis 0 is the
+            output channel (per-channel quantization, BatchNorm folding) as for conv2d;
             None for other ops.
         bias: float32 (K,) or None (no bias and no folded BatchNorm); layernorm beta (C,).
         activation: (lo, hi) clamp fused into the output of a conv2d / linear / add / mul, e.g. ReLU

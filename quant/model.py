@@ -9,6 +9,8 @@ Fake-quant semantics (the integer program matches these up to requantization rou
 * conv2d / linear: ``y = op(x_fq, w_fq) + bias_codes · s_x · s_w`` in float32 (torch CPU
   kernels), with ``w_fq = float32((codes - zp_w) · s_w)`` and the bias term computed in float64
   and cast to float32; then the fused activation clamp; then ``fq`` with the record's params.
+* conv_transpose2d: as conv2d, with ``F.conv_transpose2d`` (the record's output-channel-major
+  weight codes are quantized per output channel, axis 0, and laid out back as torch's).
 * binary conv2d / linear (a ``BinaryFormat`` weight): ``w_fq = float32(sum_j v_j b_j)`` and the
   float32 bias unchanged; a layer with an input binarizer (``QuantConfig.binary_inputs``) first
   turns its input codes ``c = round(x_fq / s_x)`` (centred) into sign planes and scales
@@ -78,7 +80,7 @@ from quant.execute import float_params, run_graph
 from quant.formats import BinaryParams, IntFormat, QuantParams
 from quant.formats.registry import FormatEntry, format_entry
 from quant.formats.uniform_fit import float32_at_least, settle_channel_scales, with_channel_scales
-from quant.graph import WEIGHTED_OPS, LayerGraph, LayerRecord
+from quant.graph import QUANTIZED_WEIGHT_OPS, LayerGraph, LayerRecord
 from quant.pointwise import lookup_table
 
 DEFAULT_WEIGHT_FORMAT = IntFormat(bits=8, signed=True, symmetric=True, per_channel=True)
@@ -262,7 +264,7 @@ class QuantizedModel:
         self._w_codes: dict[str, np.ndarray] = {}
         self._b_codes: dict[str, np.ndarray | None] = {}
         self._fixed_w_params = dict(weight_params or {})
-        weighted = set(graph.names("conv2d")) | set(graph.names("linear"))
+        weighted = {r.name for r in graph if r.op in QUANTIZED_WEIGHT_OPS}
         for what, names in (("layer_weight", config.layer_weight),
                             ("binary_inputs", config.binary_inputs),
                             ("weight_params", self._fixed_w_params)):
@@ -270,7 +272,8 @@ class QuantizedModel:
             if unknown:
                 owner = "QuantizedModel" if what == "weight_params" else "QuantConfig"
                 raise QuantError(f"{owner}.{what} names {unknown} that are not conv2d or "
-                                 f"linear layers; e.g. {graph.names('conv2d')[:3]}")
+                                 f"linear (or conv_transpose2d) layers; e.g. "
+                                 f"{graph.names('conv2d')[:3]}")
         own = {r.name for r in graph if r.op in REQUANTIZING_OPS}
         unknown = sorted(set(config.layer_activation) - own)
         if unknown:
@@ -279,7 +282,7 @@ class QuantizedModel:
         for rec in graph:
             if rec.op in REQUANTIZING_OPS and rec.name not in self._act:
                 raise CalibrationError(f"layer {rec.name!r} has no activation parameters")
-            if rec.op in WEIGHTED_OPS:
+            if rec.op in QUANTIZED_WEIGHT_OPS:
                 self._quantize_weights(rec)
             elif rec.op == "pointwise":
                 self.lookup_table(rec.name)  # built (and checked) once, here
@@ -287,7 +290,7 @@ class QuantizedModel:
         self._float_params = float_params(graph)
         # float ops (layernorm) keep their float parameters in the fake-quant model
         self._fq_params = {name: p for name, p in self._float_params.items()
-                           if graph[name].op not in WEIGHTED_OPS}
+                           if graph[name].op not in QUANTIZED_WEIGHT_OPS}
         self._fq_params.update(self._torch_params())
 
     # ---- construction ----------------------------------------------------------------
@@ -398,9 +401,9 @@ class QuantizedModel:
     # ---- parameters ------------------------------------------------------------------
     def _weighted(self, name: str) -> LayerRecord:
         rec = self.graph[name]
-        if rec.op not in WEIGHTED_OPS:
+        if rec.op not in QUANTIZED_WEIGHT_OPS:
             raise QuantError(f"layer {name!r} is a {rec.op} record and has no weights; "
-                             f"weighted layers are conv2d / linear")
+                             f"weighted layers are conv2d / conv_transpose2d / linear")
         return rec
 
     def weight_params(self, name: str) -> Any:
@@ -585,7 +588,7 @@ def initial_state(model: nn.Module, config: QuantConfig | None = None,
                                "torch.Tensor")
     graph = capture(model, first[:1] if example_input is None else example_input)
     for rec in graph:
-        if rec.op in WEIGHTED_OPS:
+        if rec.op in QUANTIZED_WEIGHT_OPS:
             bad = int(np.count_nonzero(~np.isfinite(rec.weight)))
             if bad:
                 raise QuantError(f"layer {rec.name!r} ({rec.module_path}): {bad} of "

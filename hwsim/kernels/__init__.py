@@ -235,3 +235,12 @@ __all__ += [
     "resize_linear",
     "resize_linear_reference",
 ]
+
+from hwsim.kernels.conv_transpose import (  # noqa: E402  (transposed conv, hwsim.ops.conv_transpose)
+    conv_transpose2d_int,
+    prepare_conv_transpose2d,
+)
+from hwsim.kernels.reference import conv_transpose2d_int_reference  # noqa: E402
+
+__all__ += ["conv_transpose2d_int", "conv_transpose2d_int_reference",
+            "prepare_conv_transpose2d"]

@@ -222,3 +222,27 @@ for _op, _fn in (("input", _lower_input), ("add", _lower_add), ("maxpool2d", _lo
                  ("transpose", _lower_move), ("pointwise", _lower_pointwise),
                  ("mul", _lower_mul), ("resize", _lower_resize)):
     register_record_lowering(_op, _fn)
+
+
+def _lower_conv_transpose(ctx: LoweringContext, rec) -> Node:
+    """conv_transpose2d with uniform integer ("int" family) weights -> conv_transpose2d node
+    (hwsim.ops.conv_transpose); weights stay output-channel major, per-channel along axis 0."""
+    family = ctx.qm.weight_family(rec.name)
+    if family != "int":
+        raise ProgramError(f"layer {rec.name!r} ({rec.module_path}): conv_transpose2d is lowered "
+                           f"only with uniform integer ('int') weights, not {family!r}")
+    wp = ctx.qm.weight_params(rec.name)
+    w_codes = ctx.qm.weight_codes(rec.name)
+    k_out = w_codes.shape[0]
+    zp_w = np.broadcast_to(np.asarray(wp.zero_point, dtype=np.int64), (k_out,)).copy()
+    s_w = np.broadcast_to(np.asarray(wp.scale, dtype=np.float64), (k_out,))
+    a = rec.attrs
+    geometry = dict(stride=list(a["stride"]), padding=list(a["padding"]),
+                    output_padding=list(a["output_padding"]), dilation=list(a["dilation"]),
+                    groups=int(a["groups"]))
+    return ctx.integer_weight_layer(rec, "conv_transpose2d",
+                                    {"weight": w_codes, "weight_zero_point": zp_w}, s_w,
+                                    weight_bits=int(wp.fmt.bits), **geometry)
+
+
+register_record_lowering("conv_transpose2d", _lower_conv_transpose)

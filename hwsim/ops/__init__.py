@@ -5,3 +5,4 @@ from hwsim.ops import apot, binary, dense, elementwise, matmul, pool, shape  # n
 from hwsim.ops import avgpool_f32, eltwise, lut, resize, softmax_table  # noqa: F401  (ONNX Runtime)
 from hwsim.ops import multipoint  # noqa: F401,E402  (multipoint weights as extra rows)
 from hwsim.ops import float_island  # noqa: F401,E402  (ONNX float ops run in float32)
+from hwsim.ops import conv_transpose  # noqa: F401,E402  (transposed conv)

@@ -88,3 +88,7 @@ from hwsim.kernels.reference.mul import mul_requantize_dyadic_reference  # noqa:
 
 __all__ += ["exact_activation_lut_reference", "mul_requantize_dyadic_reference",
             "resize_linear_reference"]
+
+from hwsim.kernels.reference.conv_transpose import conv_transpose2d_int_reference  # noqa: E402
+
+__all__ += ["conv_transpose2d_int_reference"]
