@@ -123,20 +123,30 @@ def accumulator_spec(acc: object):
     return acc
 
 
-def conv_operands(x, x_zp, w, w_zp, bias, stride, padding, dilation, groups, acc):
-    """Validate conv2d operands; return a tuple of normalized values (see conv2d_int)."""
-    x = int_array("conv2d: x", x, 4, "(N, C, H, W)")
-    w = int_array("conv2d: w", w, 4, "(K, C/groups, R, S)")
+def conv_arrays(fn: str, x, w, groups, acc):
+    """Validate a conv's input x (N, C, H, W), weight w (K, C/groups, R, S), groups (dividing C
+    and K) and accumulator; return (x, w, groups, acc)."""
+    x = int_array(f"{fn}: x", x, 4, "(N, C, H, W)")
+    w = int_array(f"{fn}: w", w, 4, "(K, C/groups, R, S)")
     acc = accumulator_spec(acc)
-    g = scalar_int("conv2d: groups", groups)
-    n, c, h, wd = x.shape
+    g = scalar_int(f"{fn}: groups", groups)
+    c = x.shape[1]
     k, cg, r, s = w.shape
     if g < 1 or c % g or k % g:
-        raise KernelError(f"conv2d: groups must be >= 1 and divide both C={c} and K={k}; got {g}.")
+        raise KernelError(f"{fn}: groups must be >= 1 and divide both C={c} and K={k}; got {g}.")
     if cg != c // g:
-        raise KernelError(f"conv2d: w must have shape (K, C/groups, R, S) = ({k}, {c // g}, R, S) for C={c}, groups={g}; got {w.shape}.")
+        raise KernelError(f"{fn}: w must have shape (K, C/groups, R, S) = ({k}, {c // g}, R, S) "
+                          f"for C={c}, groups={g}; got {w.shape}.")
     if min(k, r, s) < 1:
-        raise KernelError(f"conv2d: w must have K, R, S >= 1; got shape {w.shape}.")
+        raise KernelError(f"{fn}: w must have K, R, S >= 1; got shape {w.shape}.")
+    return x, w, g, acc
+
+
+def conv_operands(x, x_zp, w, w_zp, bias, stride, padding, dilation, groups, acc):
+    """Validate conv2d operands; return a tuple of normalized values (see conv2d_int)."""
+    x, w, g, acc = conv_arrays("conv2d", x, w, groups, acc)
+    n, c, h, wd = x.shape
+    k, cg, r, s = w.shape
     xzp = zero_point("conv2d: x_zp", x_zp, x.dtype)
     wzp = channel_zero_points("conv2d: w_zp", w_zp, k, w.dtype)
     b = bias_vector("conv2d: bias", bias, k)

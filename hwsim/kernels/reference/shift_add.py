@@ -51,19 +51,9 @@ def shift_add_weight_codes(fn: str, w: np.ndarray) -> None:
 def conv_operands(fn, x, x_zp, w, bias, stride, padding, dilation, groups, acc):
     """Validate shift-add conv2d operands; return (x, x_zp, w, bias (K,) int64, stride pair,
     padding (top, left, bottom, right), dilation pair, groups, acc, (N, K, OH, OW))."""
-    x = ck.int_array(f"{fn}: x", x, 4, "(N, C, H, W)")
-    w = ck.int_array(f"{fn}: w", w, 4, "(K, C/groups, R, S)")
-    acc = ck.accumulator_spec(acc)
-    g = ck.scalar_int(f"{fn}: groups", groups)
+    x, w, g, acc = ck.conv_arrays(fn, x, w, groups, acc)
     n, c, h, wd = x.shape
     k, cg, r, s = w.shape
-    if g < 1 or c % g or k % g:
-        raise KernelError(f"{fn}: groups must be >= 1 and divide both C={c} and K={k}; got {g}.")
-    if cg != c // g:
-        raise KernelError(f"{fn}: w must have shape (K, C/groups, R, S) = ({k}, {c // g}, R, S) "
-                          f"for C={c}, groups={g}; got {w.shape}.")
-    if min(k, r, s) < 1:
-        raise KernelError(f"{fn}: w must have K, R, S >= 1; got shape {w.shape}.")
     shift_add_weight_codes(fn, w)
     xzp = ck.zero_point(f"{fn}: x_zp", x_zp, x.dtype)
     b = ck.bias_vector(f"{fn}: bias", bias, k)
