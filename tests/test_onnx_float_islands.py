@@ -41,7 +41,7 @@ from hwsim.onnx import OnnxImportError, load_onnx_program, quantize_input, verif
 from hwsim.ops.float_island import FLOAT_ISLAND_UNIT  # noqa: E402
 from hwsim.workloads.program import uncosted_ops  # noqa: E402
 from tests._onnx_helpers import MS, elem as _elem, model_bytes as _model  # noqa: E402
-from tests._onnx_helpers import session as _session  # noqa: E402
+from tests._onnx_helpers import quantize_forms, session as _session  # noqa: E402
 
 F32 = np.float32
 DTYPES = [np.uint8, np.int8]
@@ -507,7 +507,6 @@ def _hard_se_cnn(tmp_path):
             x = self.se(self.hs(self.bn(self.dw(x))))
             return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.pw(x), 1), 1))
 
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     torch.manual_seed(0)
@@ -524,20 +523,9 @@ def _hard_se_cnn(tmp_path):
                           dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
     quant_pre_process(str(paths["float"]), str(paths["pre"]))
 
-    class Reader:
-        def __init__(self) -> None:
-            self.it = iter([{"input": calib[i:i + 1]} for i in range(len(calib))])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    for form, fmt, act in (("qdq-u8", QuantFormat.QDQ, QuantType.QUInt8),
-                           ("qdq-s8", QuantFormat.QDQ, QuantType.QInt8),
-                           ("qoperator-u8", QuantFormat.QOperator, QuantType.QUInt8)):
-        paths[form] = tmp_path / f"hse.{form}.onnx"
-        quantize_static(str(paths["pre"]), str(paths[form]), Reader(), quant_format=fmt,
-                        per_channel=True, activation_type=act, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv", "Gemm"])  # HardSwish, the SE gate: float
+    paths.update(quantize_forms(paths["pre"], tmp_path / "hse", calib,
+                                ("qdq-u8", "qdq-s8", "qoperator-u8"),
+                                op_types_to_quantize=["Conv", "Gemm"]))  # HardSwish, SE gate: float
     x = rng.normal(size=(16, 3, 32, 32)).astype(F32)
     np.save(tmp_path / "x.npy", x)
     return paths, x

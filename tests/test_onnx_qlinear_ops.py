@@ -38,7 +38,7 @@ from hwsim.kernels.mlas_float import dequantize_f32, leaky_relu_f32, logistic_f3
 from hwsim.onnx import load_onnx_program, quantize_input, verify_onnx  # noqa: E402
 from hwsim.workloads.program import uncosted_ops  # noqa: E402
 from tests._onnx_helpers import MS, elem as _elem, model_bytes  # noqa: E402
-from tests._onnx_helpers import session as _session  # noqa: E402
+from tests._onnx_helpers import quantize_forms, session as _session  # noqa: E402
 
 F32 = np.float32
 DTYPES = [np.uint8, np.int8]
@@ -722,7 +722,6 @@ def _se_cnn_paths(tmp_path):
             x = torch.flatten(nn.functional.adaptive_avg_pool2d(self.head(x), 1), 1)
             return torch.softmax(self.fc(x), dim=1)
 
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     torch.manual_seed(0)
@@ -736,19 +735,8 @@ def _se_cnn_paths(tmp_path):
                           dynamic_axes={"input": {0: "N", 2: "H", 3: "W"}, "probs": {0: "N"}})
     quant_pre_process(str(paths["float"]), str(paths["pre"]))
 
-    class Reader:
-        def __init__(self) -> None:
-            self.it = iter([{"input": calib[i:i + 1]} for i in range(len(calib))])
-
-        def get_next(self):
-            return next(self.it, None)
-
-    for form, fmt, act in (("qoperator-u8", QuantFormat.QOperator, QuantType.QUInt8),
-                           ("qoperator-s8", QuantFormat.QOperator, QuantType.QInt8),
-                           ("qdq-u8", QuantFormat.QDQ, QuantType.QUInt8)):
-        paths[form] = tmp_path / f"se.{form}.onnx"
-        quantize_static(str(paths["pre"]), str(paths[form]), Reader(), quant_format=fmt,
-                        per_channel=True, activation_type=act, weight_type=QuantType.QInt8)
+    paths.update(quantize_forms(paths["pre"], tmp_path / "se", calib,
+                                ("qoperator-u8", "qoperator-s8", "qdq-u8")))
     return paths, rng.normal(size=(32, 3, 32, 32)).astype(F32)
 
 
