@@ -75,13 +75,26 @@ def test_flags_reach_the_flow(monkeypatch, capsys):
     assert seen["first_last_int8"] is True
 
 
-def test_simulate_refuses_multipoint_on_shapes_only(capsys, tmp_path):
+def test_simulate_multipoint_on_shapes_only_needs_points(capsys, tmp_path):
+    """Without weight_points the rows depend on the weights: refused, one line (the uniform
+    flag, or a hand-written plan entry); with them (an allocator's plan) the layers are priced
+    as their rows (tests/test_plan_multipoint.py checks the figures)."""
     hw = ["--hw", "hw_configs/int8_systolic.yaml", "--model", "mobilenet_v2", "-q"]
     assert main(["simulate", *hw, "--weight-format", "multipoint", "--bits", "4"]) == 2
     line = one_error_line(capsys, command="simulate")
     assert "--weight-format: layer 'features.0.0' has multipoint weights" in line
+    assert "weight_points" not in line
     plan = tmp_path / "plan.yaml"
     plan.write_text("layers:\n  features.1.*: {weight_format: multipoint, weight_bits: 4}\n")
     assert main(["simulate", *hw, "--plan", str(plan)]) == 2
-    assert f"--plan {plan}: layer 'features.1.conv.0.0' has multipoint" in one_error_line(
+    line = one_error_line(capsys, command="simulate")
+    assert f"--plan {plan}: layer 'features.1.conv.0.0' has multipoint" in line
+    assert "give its plan entry weight_points" in line
+    plan.write_text("layers:\n  features.1.*: {weight_format: multipoint, weight_bits: 4, "
+                    "weight_points: 1.5}\n")
+    assert main(["simulate", *hw, "--plan", str(plan)]) == 0
+    # points for some layers do not price the uniform flag's other multipoint layers
+    assert main(["simulate", *hw, "--weight-format", "multipoint", "--bits", "4",
+                 "--plan", str(plan)]) == 2
+    assert "--weight-format: layer 'features.0.0' has multipoint" in one_error_line(
         capsys, command="simulate")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from hwsim.cli import main
+from hwsim.ir import load_program
 
 pytest.importorskip("torch")
 
@@ -24,7 +25,11 @@ def test_plan_widths_and_formats_reach_the_program(tmp_path, capsys):
     plan.write_text('layers:\n'
                     '  "features.1.*": {weight_bits: 6}\n'
                     '  "features.2.conv.2": {weight_format: apot, weight_bits: 4}\n'
-                    '  "features.3.conv.0.0": {act_bits: 6}\n')
+                    '  "features.3.conv.0.0": {act_bits: 6}\n'
+                    '  "features.5.conv.2": {weight_format: multipoint, weight_bits: 4, '
+                    'act_bits: 8, act_format: int, weight_points: 1.25}\n'
+                    '  "features.6.conv.1.0": {weight_format: multipoint, weight_bits: 4, '
+                    'weight_points: 1.5}\n')
     out = tmp_path / "prog"
     summary = tmp_path / "s.json"
     assert main(["-q", "verify", "--model", "mobilenet_v2", "--plan", str(plan), "--images", "2",
@@ -37,6 +42,13 @@ def test_plan_widths_and_formats_reach_the_program(tmp_path, capsys):
     assert bits["features.1.conv.1"] == ("conv2d", 6, 8)
     assert bits["features.2.conv.2"] == ("apot_conv2d", 4, 8)    # format
     assert bits["features.3.conv.0.0"] == ("conv2d", 8, 6)       # its input at 6 bits
+    # multipoint with weight_points (an allocator's plan): Option.rows(K) rows, as realized
+    assert bits["features.5.conv.2"] == ("multipoint_conv2d", 4, 8)
+    assert bits["features.6.conv.1.0"] == ("multipoint_conv2d", 4, 8)      # depthwise
+    program = load_program(out.with_suffix(".json"))
+    rows = {name: program.node(name).arrays["weight_rows"].shape[0] for name in
+            ("features.5.conv.2", "features.6.conv.1.0")}
+    assert rows == {"features.5.conv.2": 32 + 8, "features.6.conv.1.0": 192 + 96}
     report = json.loads(summary.read_text())
     assert report["summary"]["max_lsb_diff_any_layer"] <= 1       # still bit-accurate
 

@@ -3,7 +3,7 @@
 Flags are parsed here (budgets such as ``latency=0.5x``, options such as ``int:w4a8`` or
 ``multipoint:w4x1.25a8``); the work is `hwsim.codesign` (sensitivity + accelerator cost tables
 -> solver -> quantize -> lower -> verify -> cost). Writes the plan (``--out``, readable by
-``simulate --plan`` when it has no multipoint layers), optionally the realized integer program
+``simulate --plan`` and ``verify --plan``), optionally the realized integer program
 (``--save-program``: what ``simulate --model P.json`` prices, multipoint layers included), a
 JSON report and plots, and prints the plan beside the uniform base network.
 

@@ -69,7 +69,11 @@ def _accelerator(args: argparse.Namespace):
     return load_accelerator(args.hw or str(DEFAULT_HW), args.overrides)
 
 
-def _cost_and_report(args, accel, layers, default_convention: str, title: str) -> int:
+def _cost_and_report(args, accel, layers, default_convention: str, title: str,
+                     uncosted: list[dict] | None = None) -> int:
+    """Cost `layers`, write --csv/--json/--mapping-out, print the table and summary.
+    `uncosted`: the model's nodes the cost model leaves out (`_uncosted_nodes`), None for a
+    shapes-only workload: one line after the summary, and the list (key ``uncosted``) in --json."""
     from hwsim.cost import cost_network
 
     convention = args.convention or default_convention
@@ -84,7 +88,11 @@ def _cost_and_report(args, accel, layers, default_convention: str, title: str) -
                           objective=args.objective, source=str(args.mapping or "<mappings>"))
     summary = {"accelerator": accel.name, "layers": len(layers), "convention": convention,
                "objective": args.objective, **result.totals()}
-    written = save_results(result.per_layer, summary, csv_path=args.csv, json_path=args.json)
+    written = save_results(result.per_layer, summary, csv_path=args.csv,
+                           json_path=args.json if uncosted is None else None)
+    if uncosted is not None and args.json:
+        _write_json_with_uncosted(args.json, result.per_layer, summary, uncosted)
+        written.append(str(args.json))
     if args.mapping_out is not None:
         from hwsim.mapping.files import dump_mappings, mappings_document
 
@@ -96,13 +104,90 @@ def _cost_and_report(args, accel, layers, default_convention: str, title: str) -
     if not _quiet(args):
         print_table(result.per_layer, COST_COLUMNS)
     print_summary(title, summary)
+    if uncosted:
+        print(uncosted_line(uncosted))
     if not _quiet(args):
         print_written(written)
     return 0
 
 
+#: at most this many op names in the "not costed" line; the rest are counted
+UNCOSTED_OPS_SHOWN = 6
+
+
+def uncosted_line(uncosted: list[dict]) -> str:
+    """One line for the nodes the cost model left out, e.g. ``not costed (vector unit / data
+    movement): 12 nodes - add x10, activation_lut x2 (reasons: --json)``."""
+    counts: dict[str, int] = {}
+    for node in uncosted:
+        counts[node["op"]] = counts.get(node["op"], 0) + 1
+    ops = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    shown = ", ".join(f"{op} x{n}" for op, n in ops[:UNCOSTED_OPS_SHOWN])
+    if len(ops) > UNCOSTED_OPS_SHOWN:
+        shown += f", {len(ops) - UNCOSTED_OPS_SHOWN} more ops"
+    nodes = f"{len(uncosted)} node{'s' if len(uncosted) != 1 else ''}"
+    return f"not costed (vector unit / data movement): {nodes} - {shown} (reasons: --json)"
+
+
+def _write_json_with_uncosted(path: str, per_layer: pd.DataFrame, summary: dict,
+                              uncosted: list[dict]) -> None:
+    """`save_results`' --json document plus ``uncosted``: ``{"nodes": N, "ops": {op: count},
+    "list": [{"name", "op", "reason"}, ...]}`` in program (graph) order."""
+    import json
+
+    from hwsim.cli.output import _jsonable
+
+    counts: dict[str, int] = {}
+    for node in uncosted:
+        counts[node["op"]] = counts.get(node["op"], 0) + 1
+    doc = {"summary": _jsonable(summary),
+           "per_layer": _jsonable(per_layer.to_dict(orient="records")),
+           "uncosted": {"nodes": len(uncosted), "ops": counts, "list": uncosted}}
+    write_text("--json", path, json.dumps(doc, indent=1))
+
+
+def _program_uncosted(program) -> list[dict]:
+    """The nodes of an integer program the cost model leaves out
+    (`hwsim.workloads.program.uncosted_ops`), each with its op and why."""
+    from hwsim.workloads.program import uncosted_ops
+
+    reasons = uncosted_ops(program)
+    return [{"name": node.name, "op": node.op, "reason": reasons[node.op]}
+            for node in program.nodes() if node.op in reasons]
+
+
+ONNX_NO_WEIGHTS = ("does no MACs on weights (a vector-unit or data-movement op); the cost model "
+                   "prices the Conv / Gemm / MatMul layers with weights")
+ONNX_TWO_ACTIVATIONS = ("a product of two activations (no weights); the cost model prices the "
+                        "layers with weights")
+
+
+def _onnx_uncosted(model: str) -> list[dict]:
+    """The nodes of an ONNX model `load_onnx_workload` makes no layer of (Constant nodes aside),
+    each with its op type and why."""
+    from hwsim.onnx._model import load_model
+    from hwsim.onnx.workload import _DENSE, _weight_tensors
+
+    onnx_model = load_model(model)
+    weights = _weight_tensors(onnx_model)
+    out = []
+    for node in onnx_model.graph.node:
+        default = node.domain in ("", "ai.onnx")
+        if default and (node.op_type in ("Conv", "Constant") or (
+                node.op_type in _DENSE and len(node.input) > 1 and node.input[1] in weights)):
+            continue
+        op = node.op_type if default else f"{node.domain}:{node.op_type}"
+        reason = (f"an op of domain {node.domain!r}, which the cost model does not know"
+                  if not default else
+                  ONNX_TWO_ACTIVATIONS if node.op_type in _DENSE else ONNX_NO_WEIGHTS)
+        name = node.name or (node.output[0] if node.output else "?")
+        out.append({"name": name, "op": op, "reason": reason})
+    return out
+
+
 def _simulate_layers(args: argparse.Namespace):
-    """The layers `--model` names: a built-in workload, a saved program or an ONNX model."""
+    """The layers `--model` names (a built-in workload, a saved program or an ONNX model) and
+    the model's nodes the cost model leaves out (None for a built-in, shapes-only workload)."""
     from hwsim.workloads import builtin_workload, builtin_workload_names
 
     model = args.model
@@ -115,16 +200,17 @@ def _simulate_layers(args: argparse.Namespace):
         for s in PROGRAM_SUFFIXES:
             check_input_file("--model", str(base) + s,
                              "a saved integer program (a .json and .npz pair)")
-        return program_workload(load_program(model), batch=args.batch)
+        program = load_program(model)
+        return program_workload(program, batch=args.batch), _program_uncosted(program)
     if suffix == ".onnx":  # a float (or QDQ) ONNX model: its conv / gemm / matmul layers
         from hwsim.onnx import load_onnx_workload
 
         check_input_file("--model", model, "an ONNX model")
         _check_onnx_batch(model, args.batch)
-        return load_onnx_workload(model, batch=args.batch)
+        return load_onnx_workload(model, batch=args.batch), _onnx_uncosted(model)
     names = builtin_workload_names()
     if model in names:
-        return builtin_workload(model, batch=args.batch)
+        return builtin_workload(model, batch=args.batch), None
     kind = "is a directory" if os.path.isdir(model) else (
         "is a file of an unknown type" if os.path.exists(model) else "is unknown")
     raise HwsimError(f"--model {model}: {kind}; expected a built-in workload ({', '.join(names)}), "
@@ -147,7 +233,10 @@ def _check_onnx_batch(model: str, batch: int) -> None:
 
 def _with_precision(args: argparse.Namespace, layers):
     """`layers` at the uniform --bits/--act-bits/--weight-format, then the --plan file's
-    per-layer precisions."""
+    per-layer precisions. A multipoint layer whose plan entry gives ``weight_points`` becomes
+    its integer form, ``Option.rows(K)`` rows of a b-bit int layer
+    (`hwsim.workloads.multipoint.rows_layer_shape`), as the allocator prices it
+    (`hwsim.codesign.costs`); one without points is refused (its rows depend on the weights)."""
     from dataclasses import replace
 
     uniform = {key: value for key, value in (("weight_bits", args.bits),
@@ -156,26 +245,48 @@ def _with_precision(args: argparse.Namespace, layers):
                if value is not None}
     if uniform:
         layers = [replace(layer, **uniform) for layer in layers]
+    precisions = [None] * len(layers)
     if args.plan is not None:
         from hwsim.workloads.plan import load_plan
 
         check_input_file("--plan", args.plan, "a precision plan (YAML or JSON)")
-        layers = load_plan(args.plan).apply(layers)
-    for layer in layers:
+        plan = load_plan(args.plan)
+        precisions = plan.resolve([layer.name for layer in layers])
+        layers = [p.apply(layer) for layer, p in zip(layers, precisions)]
+    saved_program = Path(str(getattr(args, "model", ""))).suffix.lower() in PROGRAM_SUFFIXES
+    out = []
+    for layer, p in zip(layers, precisions):
+        if layer.weight_format == "multipoint" and saved_program:
+            # A saved program's layers already have their rows (one per point): extra rows
+            # from a plan would be counted twice.
+            raise HwsimError(f"--model {args.model}: layer {layer.name!r} is given multipoint "
+                             "weights, but a saved program's weights are fixed (a multipoint "
+                             "program already holds its extra rows); cost the program as saved")
         if layer.weight_format == "multipoint":
-            where = "--weight-format" if args.weight_format == "multipoint" else f"--plan {args.plan}"
-            raise HwsimError(f"{where}: layer {layer.name!r} has multipoint weights, whose extra "
-                             "rows depend on the weights; cost a saved multipoint program instead "
-                             "(`hwsim verify --weight-format multipoint --save-program P`, then "
-                             "--model P.json)")
-    return layers
+            rows = None if p is None else p.weight_rows(layer.out_channels)
+            if rows is None:
+                planned = p is not None and p.weight_format == "multipoint"
+                where = f"--plan {args.plan}" if planned else "--weight-format"
+                hint = ("give its plan entry weight_points (weight rows per output channel, as "
+                        "`hwsim allocate --out` writes) or " if planned else "")
+                raise HwsimError(f"{where}: layer {layer.name!r} has multipoint weights, whose "
+                                 f"extra rows depend on the weights; {hint}cost a saved "
+                                 "multipoint program instead (`hwsim verify --weight-format "
+                                 "multipoint --save-program P`, then --model P.json)")
+            from hwsim.workloads.multipoint import rows_layer_shape
+
+            layer = rows_layer_shape(replace(layer, weight_format="int"), rows)
+        out.append(layer)
+    return out
 
 
 def simulate(args: argparse.Namespace) -> int:
     _check_outputs(args)
     accel = _accelerator(args)
-    layers = _with_precision(args, _simulate_layers(args))
-    return _cost_and_report(args, accel, layers, "torch", f"{args.model} on {accel.name}")
+    layers, uncosted = _simulate_layers(args)
+    layers = _with_precision(args, layers)
+    return _cost_and_report(args, accel, layers, "torch", f"{args.model} on {accel.name}",
+                            uncosted)
 
 
 def cost(args: argparse.Namespace) -> int:
