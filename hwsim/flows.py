@@ -216,12 +216,6 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
 
     if model_name not in ZOO_MODELS:
         raise HwsimError(f"unknown model {model_name!r}; built-in models: {', '.join(ZOO_MODELS)}")
-    if points_budget is not None and weight_family != "multipoint":
-        raise HwsimError(f"a points budget applies to multipoint weights; the weight format is "
-                         f"{weight_family!r}")
-    if points_budget is not None and plan_has_points(plan):
-        raise HwsimError(f"{plan.source}: the plan gives layers weight_points; a points budget "
-                         f"would give them other points (use one or the other)")
     model = getattr(zoo, model_name)()
     model.eval()
     calib = zoo.sample_images("calib", size=image_size)
