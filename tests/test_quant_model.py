@@ -17,6 +17,7 @@ from quant import (
     QuantError,
     quantize,
 )
+from tests._calib_nets import seeded_with_bn_stats
 
 
 class Net(nn.Module):
@@ -38,12 +39,7 @@ class Net(nn.Module):
 
 
 def _model() -> nn.Module:
-    torch.manual_seed(0)
-    m = Net()
-    with torch.no_grad():
-        m.c1[1].running_mean.normal_(0, 0.3)
-        m.c1[1].running_var.uniform_(0.5, 2)
-    return m.eval()
+    return seeded_with_bn_stats(Net)
 
 
 def _data(seed=1, n=3):

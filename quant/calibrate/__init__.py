@@ -7,11 +7,15 @@ ranges so the quantized model stays close to the float one.
 
 from quant.calibrate.observers import (REQUANTIZING_OPS, ActivationObserver, BinaryScaleObserver,
                                        calibrate, calibrate_activations)
+from quant.calibrate.adaquant import AdaQuantReport, adaquant, adaquant_with_report
 from quant.calibrate.bias_correction import correct_biases, sequential_pass
+from quant.calibrate.bias_tuning import BiasTuningReport, tune_biases, tune_biases_with_report
 from quant.calibrate.bn_reestimate import reestimate_bn
 from quant.calibrate.equalize import equalize, equalize_with_report
 from quant.calibrate.state import CalibrationState, with_layer
 
-__all__ = ["REQUANTIZING_OPS", "ActivationObserver", "BinaryScaleObserver", "CalibrationState",
+__all__ = ["REQUANTIZING_OPS", "ActivationObserver", "AdaQuantReport", "BiasTuningReport",
+           "BinaryScaleObserver", "CalibrationState", "adaquant", "adaquant_with_report",
            "calibrate", "calibrate_activations", "correct_biases", "equalize",
-           "equalize_with_report", "reestimate_bn", "sequential_pass", "with_layer"]
+           "equalize_with_report", "reestimate_bn", "sequential_pass", "tune_biases",
+           "tune_biases_with_report", "with_layer"]
