@@ -21,7 +21,9 @@ Rows:
   evaluation inputs. Its time is the recipe's plus lowering. Every recipe runs under each of
   the model's activation policies: MobileNetV2 one (``quant.QuantConfig()``'s), MiniLM two
   (every activation int8, as in ORT's rows, and "res16": the residual stream at int16, the
-  policy of ``hwsim.minilm_flow``).
+  policy of ``hwsim.minilm_flow``).  MobileNetV2 also gets the calibration pipelines
+  (``quant.calibrate.pipeline``: "light" and "advanced", W8A8 and W4A8, their own activation
+  ranges; ``--skip-pipelines`` drops them), each picture and its flip held out together.
 * **ONNX Runtime**: ``quantize_static`` on the float model exported with ``torch.onnx.export``
   (TorchScript exporter) and ``quant_pre_process``; calibration MinMax, Percentile, Entropy
   (ORT's defaults; ``--ort-entropy-2048`` adds Entropy with 2048 histogram bins, minutes per
@@ -42,7 +44,8 @@ e.g. with ``correct_biases`` from ``quant.calibrate.bias_correction``::
 order; ``inp.quantize(config)`` and ``inp.state(config)`` do the capture and range calibration.
 
     .venv/bin/python bench/bench_ptq.py [--model mobilenet_v2|minilm|all] [--images N]
-        [--sentences N] [--skip-peers] [--ort-entropy-2048] [--json out.json]
+        [--sentences N] [--skip-peers] [--skip-pipelines] [--ort-entropy-2048]
+        [--json out.json]
 
 ``--images`` / ``--sentences`` shrink the evaluation (and MiniLM's calibration) for quick runs.
 Seeded (SEED) and deterministic: hwsim's calibration reservoirs, ORT's calibrators and the
@@ -59,7 +62,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +106,7 @@ class PTQInput:
     example: torch.Tensor
     base: quant.QuantConfig
     weighted: tuple[str, ...]
+    groups: tuple[int, ...] | None = None
 
     def quantize(self, config: quant.QuantConfig) -> quant.QuantizedModel:
         """Capture, calibrate activation ranges on ``batches`` and quantize under ``config``."""
@@ -137,9 +141,41 @@ def w4a8(inp: PTQInput) -> quant.QuantizedModel:
     return inp.quantize(inp.weights(INT4_WEIGHTS, first_last=INT8_WEIGHTS))
 
 
+def pipeline(name: str, bits: int) -> Recipe:
+    """The "light" / "advanced" calibration pipeline (``quant.calibrate.pipeline``) on the
+    W8A8 or W4A8 formats above; samples with the same ``PTQInput.groups`` label (an image and
+    its flip) are held out together."""
+    from quant.calibrate import PipelineConfig
+
+    def recipe(inp: PTQInput) -> quant.QuantizedModel:
+        config = (inp.weights(INT8_WEIGHTS) if bits == 8
+                  else inp.weights(INT4_WEIGHTS, first_last=INT8_WEIGHTS))
+        pipe = PipelineConfig(name, groups=inp.groups, seed=SEED)
+        return inp.quantize(dataclasses.replace(config, calibration=pipe))
+    return recipe
+
+
 RECIPES: dict[str, Recipe] = {
     "hwsim W8A8": w8a8,
     "hwsim W4A8": w4a8,
+    # SmoothQuant, then BERT's FFN outlier channels split off (quant.calibrate.smooth,
+    # split_outliers; strengths chosen on held-out calibration samples, models without
+    # LayerNorm / GELU blocks are left as they are)
+    "hwsim W8A8 smooth": lambda inp: quant.calibrate.smooth(
+        inp.state(inp.weights(INT8_WEIGHTS)), inp.batches, seed=SEED).model(),
+    "hwsim W8A8 smooth+split": lambda inp: quant.calibrate.split_outliers(quant.calibrate.smooth(
+        inp.state(inp.weights(INT8_WEIGHTS)), inp.batches, seed=SEED), inp.batches,
+        seed=SEED).model(),
+    "hwsim W4A8 smooth+split": lambda inp: quant.calibrate.split_outliers(quant.calibrate.smooth(
+        inp.state(inp.weights(INT4_WEIGHTS, first_last=INT8_WEIGHTS)), inp.batches, seed=SEED),
+        inp.batches, seed=SEED).model(),
+}
+# classifiers only: the pipelines' loss is the KL of the output softmax
+PIPELINE_RECIPES: dict[str, Recipe] = {
+    "hwsim W8A8 light": pipeline("light", 8),
+    "hwsim W8A8 advanced": pipeline("advanced", 8),
+    "hwsim W4A8 light": pipeline("light", 4),
+    "hwsim W4A8 advanced": pipeline("advanced", 4),
 }
 
 
@@ -159,6 +195,8 @@ class ModelCase:
         reduce: one call's model output -> the rows compared (logits, or one embedding).
         policies: captured graph -> {row suffix: base QuantConfig}; hwsim rows are every
             recipe under every policy.
+        groups: one label per calibration sample: samples held out together by the
+            calibration pipelines (None: each sample its own).
         ragged: calibration samples differ in shape (one sentence each).
         split_note: how the split was made (printed under the table).
         policy_note: what the hwsim activation policies are.
@@ -176,6 +214,7 @@ class ModelCase:
     ragged: bool
     split_note: str
     policy_note: str
+    groups: tuple[int, ...] | None = None
 
 
 def mobilenet_case(images: int = 50) -> ModelCase:
@@ -191,7 +230,8 @@ def mobilenet_case(images: int = 50) -> ModelCase:
         split_note=f"calibration: sample_images('calib') ({len(calib)} images); evaluation: "
                    f"sample_images('eval')[:{len(evals)}]",
         policy_note="hwsim activations: uint8 asymmetric per tensor, min-max ranges "
-                    "(quant.QuantConfig()'s)")
+                    "(quant.QuantConfig()'s); the pipelines set their own ranges",
+        groups=tuple(i // 2 for i in range(len(calib))))  # 14 pictures, each with its flip
 
 
 def split_sentences(texts: list[str]) -> tuple[list[str], list[str]]:
@@ -253,16 +293,15 @@ def weighted_records(graph: quant.LayerGraph) -> list[quant.LayerRecord]:
 
 
 def hwsim_rows(case: ModelCase, reference: np.ndarray, recipes: dict[str, Recipe],
-               graph: quant.LayerGraph) -> list[dict[str, Any]]:
+               graph: quant.LayerGraph) -> Iterator[dict[str, Any]]:
     """Every recipe under every activation policy of ``case``, as integer programs
-    (``graph``: the model captured on ``case.example``)."""
+    (``graph``: the model captured on ``case.example``); each row as soon as it is scored."""
     weighted = tuple(r.name for r in weighted_records(graph))
-    rows = []
     for suffix, base in case.policies(graph).items():
-        inp = PTQInput(case.model, case.hwsim_batches, case.example, base, weighted)
+        inp = PTQInput(case.model, case.hwsim_batches, case.example, base, weighted,
+                       case.groups)
         for name, recipe in recipes.items():
-            rows.append(hwsim_row(case, reference, name + suffix, recipe, inp))
-    return rows
+            yield hwsim_row(case, reference, name + suffix, recipe, inp)
 
 
 def hwsim_row(case: ModelCase, reference: np.ndarray, name: str, recipe: Recipe,
@@ -579,7 +618,10 @@ def run_case(case: ModelCase, args: argparse.Namespace, results: Results) -> Non
 
     reference = float_outputs(case)
     graph = quant.capture(case.model, case.example)
-    for row in hwsim_rows(case, reference, RECIPES, graph):
+    recipes = dict(RECIPES)
+    if case.kind == "classifier" and not args.skip_pipelines:
+        recipes.update(PIPELINE_RECIPES)
+    for row in hwsim_rows(case, reference, recipes, graph):
         emit(row)
     notes = [case.policy_note,
              "hwsim: integer program (hwsim.lower, dyadic requantization, int32 wrapping "
@@ -658,6 +700,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="MiniLM sentences generated before the split (default 200)")
     parser.add_argument("--skip-peers", action="store_true",
                         help="hwsim rows only (no ONNX Runtime / NNCF)")
+    parser.add_argument("--skip-pipelines", action="store_true",
+                        help="no rows of the light / advanced calibration pipelines")
     parser.add_argument("--ort-entropy-2048", action="store_true",
                         help="add ORT Entropy rows with 2048 histogram bins (minutes per row)")
     parser.add_argument("--torch-threads", type=int, default=1,

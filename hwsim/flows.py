@@ -5,6 +5,7 @@ lowers it to an integer program. (`program_workload` lives in `hwsim.workloads`.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,26 +19,32 @@ ZOO_MODELS = ("mobilenet_v2", "resnet18", "resnet50")
 @dataclass
 class QuantizedFlow:
     """A zoo model quantized and lowered: `qm` (quant.QuantizedModel), `program` (IntProgram),
-    `calib_images` / `eval_images` (torch tensors, N x 3 x H x W, ImageNet-normalized)."""
+    `calib_images` / `eval_images` (torch tensors, N x 3 x H x W, ImageNet-normalized);
+    with a calibration pipeline, its report (text) and wall time (s)."""
 
     model_name: str
     qm: Any
     program: IntProgram
     calib_images: Any
     eval_images: Any
+    calibration_report: str = ""
+    calibration_seconds: float | None = None
 
 
-WEIGHT_FAMILIES = ("int", "apot", "multipoint")  # configured by a bit width (CLI --weight-format)
+WEIGHT_FAMILIES = ("int", "apot", "multipoint", "group")  # by a bit width (CLI --weight-format)
+DEFAULT_GROUP_SIZE = 32  # input features per group of "group" weights (CLI --group-size)
 
 
 WEIGHT_CLIPPINGS = ("minmax", "mse")
 
 
 def weight_format(family: str, bits: int, per_channel: bool = True,
-                  clipping: str | None = None, max_points: int = 2) -> Any:
+                  clipping: str | None = None, max_points: int = 2,
+                  group_size: int = DEFAULT_GROUP_SIZE) -> Any:
     """The weight format of `family` at `bits` bits: "int" (signed symmetric uniform),
-    "apot" (signed APoT: a sign bit and bits - 1 magnitude bits) or "multipoint" (up to
-    `max_points` signed `bits`-bit points per output channel, Liu et al., AAAI 2021). `clipping`:
+    "apot" (signed APoT: a sign bit and bits - 1 magnitude bits), "multipoint" (up to
+    `max_points` signed `bits`-bit points per output channel, Liu et al., AAAI 2021) or "group"
+    (signed symmetric, one scale per output channel and `group_size` input features). `clipping`:
     the range from the largest magnitude ("minmax") or by MSE search ("mse"); None: the
     family's default (int: minmax, apot: mse, as in the APoT paper's post-training setting;
     multipoint searches each point's scale exactly and takes no clipping)."""
@@ -59,6 +66,12 @@ def weight_format(family: str, bits: int, per_channel: bool = True,
             raise HwsimError("multipoint points search their scales exactly (least squares); a "
                              "weight clipping does not apply")
         return quant.MultipointFormat(bits=bits, max_points=max_points)
+    if family == "group":
+        if not per_channel:
+            raise HwsimError("group-wise weights have one scale per output channel and group; "
+                             "per-tensor scales do not apply")
+        return quant.GroupIntFormat(bits=bits, group_size=group_size,
+                                    clipping=clipping or "minmax")
     if family == "binary":  # least-squares sign planes: `bits` = planes (1: "ls1", else "gf")
         return quant.BinaryFormat("ls1") if bits == 1 else quant.BinaryFormat("gf", k=bits)
     raise HwsimError(f"unknown weight format {family!r}; expected one of "
@@ -67,8 +80,8 @@ def weight_format(family: str, bits: int, per_channel: bool = True,
 
 def plan_formats(records: list, plan: Any, *, family: str, bits: int, act_bits: int,
                  per_channel: bool = True, clipping: str | None = None, max_points: int = 2,
-                 points: dict[str, tuple[int, float]] | None = None
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
+                 points: dict[str, tuple[int, float]] | None = None,
+                 group_size: int = DEFAULT_GROUP_SIZE) -> tuple[dict[str, Any], dict[str, Any]]:
     """A precision plan (`hwsim.workloads.plan.PrecisionPlan`) as QuantConfig overrides:
     (``layer_weight``, ``layer_activation``) for the conv/linear ``records`` (quant
     `LayerRecord`s). A layer's fields the plan omits keep the uniform ``family``/``bits``/
@@ -98,7 +111,7 @@ def plan_formats(records: list, plan: Any, *, family: str, bits: int, act_bits: 
             if p.weight_format is not None or p.weight_bits is not None or fixed:
                 layer_weight[rec.name] = weight_format(
                     fam, wb, per_channel, clipping,
-                    MULTIPOINT_MAX_POINTS if fixed else max_points)
+                    MULTIPOINT_MAX_POINTS if fixed else max_points, group_size)
                 quant.QuantConfig(weight=layer_weight[rec.name])  # the family's width checks
             act = quant.IntFormat(bits=ab, signed=False, symmetric=False, per_channel=False)
         except (quant.QuantError, HwsimError) as exc:
@@ -144,9 +157,14 @@ def quantize_model(model: Any, calib: Any, *, bits: int = 8, act_bits: int | Non
                    per_channel: bool = True, weight_family: str = "int",
                    first_last_int8: bool = False, weight_clipping: str | None = None,
                    depthwise_int8: bool = False, plan: Any = None, max_points: int = 2,
-                   points_budget: float | None = None) -> Any:
+                   points_budget: float | None = None,
+                   group_size: int = DEFAULT_GROUP_SIZE, calibration: str = "none",
+                   groups: Any = None, reports: list | None = None) -> Any:
     """A float ``nn.Module`` quantized (a `quant.QuantizedModel`), calibrated on ``calib`` (an
-    N x ... tensor): the quantization half of `quantize_zoo_model` (see it for the options)."""
+    N x ... tensor): the quantization half of `quantize_zoo_model` (see it for the options).
+    ``calibration``: "none", "light" or "advanced" (`quant.calibrate.pipeline`); ``groups``:
+    one label per calibration sample, held out together by the pipeline; the pipeline's
+    `PipelineReport` is appended to ``reports`` when given."""
     import quant
 
     if points_budget is not None and weight_family != "multipoint":
@@ -169,15 +187,28 @@ def quantize_model(model: Any, calib: Any, *, bits: int = 8, act_bits: int | Non
             planned, layer_activation = plan_formats(
                 records, plan, family=weight_family, bits=bits, act_bits=act_bits or bits,
                 per_channel=per_channel, clipping=weight_clipping, max_points=max_points,
-                points=points)
+                points=points, group_size=group_size)
             layer_weight.update(planned)
     config = quant.QuantConfig(
-        weight=weight_format(weight_family, bits, per_channel, weight_clipping, max_points),
+        weight=weight_format(weight_family, bits, per_channel, weight_clipping, max_points,
+                             group_size),
         activation=quant.IntFormat(bits=act_bits or bits, signed=False, symmetric=False,
                                    per_channel=False),
         layer_weight=layer_weight,
         layer_activation=layer_activation,
     )
+    if calibration != "none":
+        if points_budget is not None or points or weight_family == "multipoint":
+            raise HwsimError(f"calibration {calibration!r}: the calibration pipelines do not "
+                             "apply to multipoint weights")
+        from quant.calibrate import PipelineConfig, run_pipeline
+
+        pipe = PipelineConfig(calibration, groups=groups)
+        result = run_pipeline(model, dataclasses.replace(config, calibration=pipe), [calib],
+                              calib[:1])
+        if reports is not None:
+            reports.append(result.report)
+        return result.state.model()
     if points_budget is None and not points:
         return quant.quantize(model, config, [calib], example_input=calib[:1])
     from quant.model import initial_state
@@ -197,7 +228,9 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
                        weight_family: str = "int", first_last_int8: bool = False,
                        weight_clipping: str | None = None,
                        depthwise_int8: bool = False, plan: Any = None, max_points: int = 2,
-                       points_budget: float | None = None) -> QuantizedFlow:
+                       points_budget: float | None = None,
+                       group_size: int = DEFAULT_GROUP_SIZE,
+                       calibration: str = "none") -> QuantizedFlow:
     """Quantize a built-in model: weights of `weight_family` ("int": signed symmetric uniform,
     "apot": additive powers of two) at `bits` bits, per channel by default; activations
     `act_bits`-bit (default: `bits`) unsigned asymmetric per tensor, min-max ranges.
@@ -210,7 +243,10 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
     extra-row fraction, e.g. 0.1) gives the points by output error on the calibration images
     (`quant.calibrate.multipoint.assign_points`); None: every channel gets `max_points`. A plan's
     multipoint layers with ``weight_points`` get exactly the rows the co-design loop gives them
-    (`plan_points_params`)."""
+    (`plan_points_params`). "group": one scale per output channel and `group_size` input
+    features (it must divide every group-wise layer's input channels). `calibration`: "none",
+    "light" or "advanced" (`quant.calibrate.pipeline`; each picture of the calibration set
+    and its flip are held out together)."""
     from hwsim import zoo
     from hwsim.lower import lower
 
@@ -218,14 +254,20 @@ def quantize_zoo_model(model_name: str = "mobilenet_v2", *, bits: int = 8, act_b
         raise HwsimError(f"unknown model {model_name!r}; built-in models: {', '.join(ZOO_MODELS)}")
     model = getattr(zoo, model_name)()
     model.eval()
-    calib = zoo.sample_images("calib", size=image_size)
+    calib = zoo.sample_images("calib", size=image_size)  # 14 pictures, each with its flip
     evals = zoo.sample_images("eval", size=image_size)
+    reports: list = []
     qm = quantize_model(model, calib, bits=bits, act_bits=act_bits, per_channel=per_channel,
                         weight_family=weight_family, first_last_int8=first_last_int8,
                         weight_clipping=weight_clipping, depthwise_int8=depthwise_int8,
-                        plan=plan, max_points=max_points, points_budget=points_budget)
+                        plan=plan, max_points=max_points, points_budget=points_budget,
+                        group_size=group_size, calibration=calibration,
+                        groups=[i // 2 for i in range(len(calib))], reports=reports)
     suffix = "" if weight_family == "int" else f"_{weight_family}"
     program = lower(qm, requant=requant, accumulator_bits=accumulator_bits,
                     accumulator_mode=accumulator_mode, name=f"{model_name}_w{bits}{suffix}",
                     engine=engine)
-    return QuantizedFlow(model_name, qm, program, calib, evals)
+    report = reports[0] if reports else None
+    return QuantizedFlow(model_name, qm, program, calib, evals,
+                         report.to_text() if report else "",
+                         report.seconds if report else None)

@@ -13,6 +13,14 @@ What runs where (stated in every report):
   there cost most of the accuracy. The vector unit writes each LayerNorm output twice: at
   ``residual_bits`` for the skip connection and at ``act_bits`` (the encoder's QuantStub
   copies) for the MAC array.
+
+Two calibration steps move BERT's outlier channels out of the 8-bit tensors (both on by
+default, each choosing its strength on held-out calibration sentences, so each can decide to
+do nothing): ``quant.calibrate.smooth`` (SmoothQuant: the LayerNorm outputs feeding the
+QKV and FFN-up linears; the MAC-array copy of each LayerNorm output becomes a LayerNorm with
+gamma / s and beta / s, the linears' weight columns are multiplied by s) and
+``quant.calibrate.split_outliers`` (the few outlier hidden channels of each FFN block, before
+and after GELU, in a tensor of their own).
 """
 
 from __future__ import annotations
@@ -28,6 +36,10 @@ from hwsim.ir import IntProgram
 from hwsim.lower import lower
 from hwsim.zoo.minilm import MiniLM, minilm
 from hwsim.zoo.sentences import sentences as generated_sentences
+from quant.calibrate import smooth_with_report, split_outliers_with_report
+from quant.calibrate.outlier_split import OutlierSplitReport
+from quant.calibrate.smooth import SmoothingReport
+from quant.model import initial_state
 
 
 @dataclass
@@ -40,6 +52,8 @@ class MiniLMRun:
     weight_bits: int
     act_bits: int
     residual_bits: int
+    smoothing: SmoothingReport | None = None  # what quant.calibrate.smooth did (when run)
+    outlier_split: OutlierSplitReport | None = None  # what split_outliers did (when run)
 
 
 def residual_stream(graph: quant.LayerGraph) -> list[str]:
@@ -54,9 +68,11 @@ def residual_stream(graph: quant.LayerGraph) -> list[str]:
 
 def quantize_minilm(weight_bits: int = 8, act_bits: int = 8, residual_bits: int = 16,
                     calib_sentences: int = 32, seed: int = 0,
-                    requant: str = "dyadic") -> MiniLMRun:
+                    requant: str = "dyadic", smooth: bool = True,
+                    split_outliers: bool = True) -> MiniLMRun:
     """Quantize and lower the encoder, calibrated on ``calib_sentences`` generated sentences
-    (``seed``), disjoint from the evaluation ones of ``minilm_cosines``' default."""
+    (``seed``), disjoint from the evaluation ones of ``minilm_cosines``' default.
+    ``smooth`` / ``split_outliers``: run those calibration steps (module docstring)."""
     model = minilm()
     held_out = set(generated_sentences(300))  # the default evaluation sentences
     texts = [s for s in generated_sentences(4 * calib_sentences, seed=seed + 1000)
@@ -69,9 +85,17 @@ def quantize_minilm(weight_bits: int = 8, act_bits: int = 8, residual_bits: int 
         weight=quant.IntFormat(bits=weight_bits, signed=True, symmetric=True, per_channel=True),
         activation=act,
         layer_activation={name: wide for name in residual_stream(graph)} if residual_bits != act_bits else {})
-    qm = quant.quantize(model.encoder, config, calib, example_input=calib[0])
+    state = initial_state(model.encoder, config, calib, example_input=calib[0])
+    smoothing = split = None
+    if smooth:
+        result = smooth_with_report(state, calib, seed=seed)
+        state, smoothing = result.state, result.report
+    if split_outliers:
+        result = split_outliers_with_report(state, calib, seed=seed)
+        state, split = result.state, result.report
+    qm = state.model()
     return MiniLMRun(model, qm, lower(qm, requant=requant, name="minilm"), weight_bits,
-                     act_bits, residual_bits)
+                     act_bits, residual_bits, smoothing, split)
 
 
 def minilm_cosines(run: MiniLMRun, sentences: list[str] | None = None) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from quant.formats import (APoTFormat, APoTParams, BinaryFormat, BinaryParams, F
                            binary_fake_quant, encode_binary, fit_binary, fit_int_params,
                            fit_params, format_family, register_format, registered_formats)
 from quant.formats import MultipointFormat, MultipointParams, fit_multipoint
+from quant.formats import GroupIntFormat, GroupParams, fit_group
 from quant.graph import LayerGraph, LayerRecord
 
 # name -> module that defines it; imported when the name is first used (the torch-facing ones
@@ -82,6 +83,8 @@ __all__ = [
     "CalibrationError",
     "DegenerateChannelWarning",
     "FormatEntry",
+    "GroupIntFormat",
+    "GroupParams",
     "IntFormat",
     "MultipointFormat",
     "MultipointParams",
@@ -99,6 +102,7 @@ __all__ = [
     "capture",
     "encode_binary",
     "fit_binary",
+    "fit_group",
     "fit_int_params",
     "fit_params",
     "format_family",

@@ -74,6 +74,7 @@ from torch import nn
 from quant._validate import check_int
 from quant.binary_input import BinaryInput, binarize_codes
 from quant.calibrate import REQUANTIZING_OPS, CalibrationState, calibrate
+from quant.calibrate.pipeline_config import PipelineConfig
 from quant.capture import capture
 from quant.errors import CalibrationError, DegenerateChannelWarning, QuantError
 from quant.execute import float_params, run_graph
@@ -108,6 +109,10 @@ class QuantConfig:
             input (per sample, or with running scales calibrated here).
         reservoir_size: values kept per activation for percentile / MSE calibration.
         seed: seed of the calibration reservoirs.
+        calibration: what ``quantize`` does after capture: "none" (range calibration only,
+            weights rounded to nearest), "light" or "advanced" (the post-training pipelines of
+            ``quant.calibrate.pipeline``, with their defaults), or a
+            ``quant.calibrate.PipelineConfig`` (candidate options, budgets, steps).
 
     Degenerate channels (per-channel int weights; the module docstring of ``quant.model`` has
     the details): an all-zero channel gets the layer's largest channel scale ``S``; a channel
@@ -127,9 +132,11 @@ class QuantConfig:
     layer_activation: Mapping[str, IntFormat] = field(default_factory=dict)
     reservoir_size: int = 65536
     seed: int = 0
+    calibration: Any = "none"
 
     def __post_init__(self) -> None:
         owner = "QuantConfig"
+        PipelineConfig.of(self.calibration)
         if not isinstance(self.activation, IntFormat):
             raise QuantError("The 'activation' parameter of QuantConfig must be an IntFormat. "
                              f"Got {self.activation!r} instead.")
@@ -567,7 +574,14 @@ def quantize(model: nn.Module, config: QuantConfig | None = None,
         example_input: input used for capture; default: the first calibration sample.
     Raises:
         CalibrationError: empty calibration data; UnsupportedOpError: capture failed.
+
+    ``config.calibration`` other than "none" runs that pipeline (``quant.calibrate.pipeline.
+    run_pipeline``, which also returns its report).
     """
+    if config is not None and isinstance(config, QuantConfig) and config.calibration != "none":
+        from quant.calibrate.pipeline import run_pipeline
+
+        return run_pipeline(model, config, calibration_data, example_input).state.model()
     return initial_state(model, config, calibration_data, example_input).model()
 
 

@@ -12,7 +12,11 @@ Each block sits between ``<!-- figures:NAME -->`` and ``<!-- /figures:NAME -->``
 - ``zigzag``: the hwsim-vs-ZigZag table of `bench/bench_zigzag.py`;
 - ``codesign``: what `examples/codesign_mobilenet.py` prints (without wall times);
 - ``multipoint``: the relative weight error of multipoint fits on a seeded (64, 1152) N(0, 1)
-  matrix, the paper's setting (the same matrix `tests/test_quant_multipoint.py` checks).
+  matrix, the paper's setting (the same matrix `tests/test_quant_multipoint.py` checks);
+- ``ptq``: `bench/bench_ptq.py`'s MobileNetV2 rows of round-to-nearest and the calibration
+  pipelines (integer programs on the 50 evaluation images; not its times, one torch thread);
+- ``gallery``: the model gallery table (``tests/_gallery.py``; `tests/test_model_gallery.py`
+  checks each row).
 
     python scripts/readme_figures.py                 # rewrite every block
     python scripts/readme_figures.py --check demo    # exit 1 and print a diff if stale
@@ -151,12 +155,16 @@ def digits_block() -> str:
 def minilm_block() -> str:
     from hwsim.minilm_flow import minilm_cosines, quantize_minilm
 
-    rows = ["| weights | activations into linears/matmuls | residual stream "
-            "| cosine to float, mean (min) | fake-quant | int vs fake |", "|---|---|---|---|---|---|"]
-    for weight_bits, residual_bits in ((8, 16), (4, 16), (8, 8)):
+    rows = ["| weights | activations into linears/matmuls | residual stream | calibration steps "
+            "| cosine to float, mean (min) | fake-quant | int vs fake |",
+            "|---|---|---|---|---|---|---|"]
+    for weight_bits, residual_bits, steps in ((8, 16, True), (8, 16, False), (4, 16, True),
+                                              (8, 8, True)):
         table = minilm_cosines(quantize_minilm(weight_bits=weight_bits,
-                                               residual_bits=residual_bits))
+                                               residual_bits=residual_bits, smooth=steps,
+                                               split_outliers=steps))
         rows.append(f"| int{weight_bits} | int8 | int{residual_bits} "
+                    f"| {'smooth + split' if steps else 'none'} "
                     f"| {table['int_vs_float'].mean():.4f} ({table['int_vs_float'].min():.4f}) "
                     f"| {table['fake_vs_float'].mean():.4f} | {table['int_vs_fake'].mean():.4f} |")
     return "\n".join(rows)
@@ -220,9 +228,50 @@ def multipoint_block() -> str:
     return "\n".join(rows)
 
 
+PTQ_ROWS = (("int8", "none", "hwsim W8A8"), ("int8", "light", "hwsim W8A8 light"),
+            ("int4, first and last int8", "none", "hwsim W4A8"),
+            ("int4, first and last int8", "advanced", "hwsim W4A8 advanced"))
+
+
+def ptq_block() -> str:
+    import torch
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    import bench_ptq
+
+    torch.set_num_threads(1)
+    case = bench_ptq.mobilenet_case()
+    reference = bench_ptq.float_outputs(case)
+    graph = bench_ptq.quant.capture(case.model, case.example)
+    weighted = tuple(r.name for r in bench_ptq.weighted_records(graph))
+    inp = bench_ptq.PTQInput(case.model, case.hwsim_batches, case.example,
+                             bench_ptq.quant.QuantConfig(), weighted, case.groups)
+    recipes = {**bench_ptq.RECIPES, **bench_ptq.PIPELINE_RECIPES}
+    rows = ["| weights | calibration | top-1 agreement | top-5 "
+            "containment | logit SQNR (dB) | KL (nats) |", "|---|---|---|---|---|---|"]
+    for weights, calibration, name in PTQ_ROWS:
+        r = bench_ptq.hwsim_row(case, reference, name, recipes[name], inp)
+        rows.append(f"| {weights} | {calibration} | {r['top1']:.2f} | {r['top5']:.2f} "
+                    f"| {r['sqnr_db']:.2f} | {r['kl']:.4f} |")
+    return "\n".join(rows)
+
+
+def gallery_block() -> str:
+    import onnxruntime
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    from tests import _gallery
+
+    torch.set_num_threads(1)
+    onnxruntime.set_default_logger_severity(3)
+    return _gallery.table()
+
+
 BLOCKS = {"demo": demo_block, "apot": apot_block, "digits": digits_block,
           "minilm": minilm_block, "bitfusion": bitfusion_block, "bitserial": bitserial_block,
-          "zigzag": zigzag_block, "codesign": codesign_block, "multipoint": multipoint_block}
+          "zigzag": zigzag_block, "codesign": codesign_block, "multipoint": multipoint_block,
+          "ptq": ptq_block, "gallery": gallery_block}
 
 
 def _block_in_fresh_process(name: str) -> str:

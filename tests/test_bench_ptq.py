@@ -4,6 +4,7 @@ table and ONNX Runtime rows end to end on a tiny seeded network."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import math
@@ -160,3 +161,27 @@ def test_cli_rejects_out_of_range_images():
         bench_ptq.parse_args(["--images", "51"])
     args = bench_ptq.parse_args(["--model", "minilm", "--skip-peers"])
     assert isinstance(args, argparse.Namespace) and args.skip_peers and args.model == "minilm"
+
+
+def test_pipeline_recipes_run_the_named_pipeline_with_the_case_groups(monkeypatch):
+    """A pipeline row is quant.quantize with that PipelineConfig: the case's groups reach it,
+    and W4A8 keeps the first and last layers int8."""
+    from quant.calibrate import pipeline as pipeline_mod
+
+    case = dataclasses.replace(_tiny_case(), groups=tuple(i // 2 for i in range(16)))
+    graph = bench_ptq.quant.capture(case.model, case.example)
+    weighted = tuple(r.name for r in bench_ptq.weighted_records(graph))
+    inp = bench_ptq.PTQInput(case.model, case.hwsim_batches, case.example,
+                             bench_ptq.quant.QuantConfig(), weighted, case.groups)
+    seen = []
+    real = pipeline_mod.run_pipeline
+
+    def spy(model, config, data, example_input=None):
+        seen.append(config.calibration)
+        return real(model, config, data, example_input)
+
+    monkeypatch.setattr(pipeline_mod, "run_pipeline", spy)
+    qm = bench_ptq.PIPELINE_RECIPES["hwsim W4A8 light"](inp)
+    assert seen[0].name == "light" and seen[0].groups == case.groups
+    assert [qm.weight_format(n).bits for n in weighted] == [8, 4, 8]
+    assert qm.act_params(graph.output_name).fmt.clipping == "minmax"

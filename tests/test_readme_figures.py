@@ -10,7 +10,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("block", ["demo", "apot", "digits", "minilm", "bitfusion", "bitserial",
-                                   "zigzag", "codesign", "multipoint"])
+                                   "zigzag", "codesign", "multipoint", "ptq"])
 def test_readme_figures_are_current(block):
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "readme_figures.py"), "--check",
                           block], cwd=ROOT, capture_output=True, text=True)

@@ -41,6 +41,21 @@ def _has_integer_weights(node: Node) -> bool:
 def _weight_zero_point(node: Node) -> np.ndarray:
     zp = node.arrays.get("weight_zero_point")
     return np.zeros(node.arrays["weight"].shape[0], np.int64) if zp is None else zp
+
+
+def _blocks(node: Node) -> tuple[np.ndarray, np.ndarray]:
+    """The accumulators' weights and zero points: for group-wise ops (``group_size``), one
+    accumulator per (output channel k, group g), as rows (K·G, group_size, ...) with zero points
+    (K·G,), row k·G + g; otherwise the node's weight and zero points."""
+    w = node.arrays["weight"]
+    if "group_size" not in node.attrs:
+        return w, _weight_zero_point(node)
+    k, gs = w.shape[0], int(node.attrs["group_size"])
+    zp = node.arrays.get("weight_zero_point")
+    rows = w.reshape(k * (w.shape[1] // gs), gs, *w.shape[2:])
+    return rows, (np.zeros(rows.shape[0], np.int64) if zp is None else zp.reshape(-1))
+
+
 _SAFE_MAGNITUDE = 1 << 62  # int64 sums of the bound stay exact below this
 
 
@@ -129,9 +144,9 @@ def node_accumulator_bound(program: IntProgram, node: Node) -> AccumulatorBound:
                             "weights (conv2d, linear, apot_conv2d, apot_linear)")
     src = program.node(node.inputs[0]).out
     x_zp = int(node.attrs["input_zero_point"])
-    return accumulator_bound(node.arrays["weight"], _weight_zero_point(node),
-                             node.arrays.get("bias"), src.qmin - x_zp, src.qmax - x_zp,
-                             layer=f"node {node.name!r}")
+    weight, zero_point = _blocks(node)
+    return accumulator_bound(weight, zero_point, node.arrays.get("bias"), src.qmin - x_zp,
+                             src.qmax - x_zp, layer=f"node {node.name!r}")
 
 
 def exact_accumulators(node: Node, x: np.ndarray) -> np.ndarray:
@@ -143,6 +158,17 @@ def exact_accumulators(node: Node, x: np.ndarray) -> np.ndarray:
     if not _has_integer_weights(node):
         raise AnalysisError(f"node {node.name!r}: op {node.op!r} has no accumulator over integer "
                             "weights (conv2d, linear, apot_conv2d, apot_linear)")
+    if "group_size" in node.attrs:  # one accumulator per (channel, group): (N, G·K, ...)
+        from hwsim.kernels.group import group_conv2d_rows, group_linear_rows, group_rows
+
+        rows = group_rows(node.arrays["weight"], node.arrays.get("weight_zero_point"),
+                          int(node.attrs["group_size"]))
+        x_zp = int(node.attrs["input_zero_point"])
+        if "stride" in node.attrs:
+            a = node.attrs
+            return group_conv2d_rows(x, x_zp, rows, tuple(a["stride"]), tuple(a["padding"]),
+                                     tuple(a["dilation"]), acc=wide).values
+        return group_linear_rows(x.reshape(-1, x.shape[-1]), x_zp, rows, acc=wide).values
     args = (x, int(node.attrs["input_zero_point"]), node.arrays["weight"],
             _weight_zero_point(node), node.arrays.get("bias"))
     if "stride" in node.attrs:

@@ -17,6 +17,7 @@ from hwsim.cli.main import N_EVAL_IMAGES, RANDOM_WEIGHTS_NOTE, ZOO_WEIGHTS
 from hwsim.cli.output import (check_output_path, describe_os_error, print_summary,
                               print_table, print_written, save_results, write_text)
 from hwsim.errors import HwsimError
+from hwsim.flows import DEFAULT_GROUP_SIZE
 
 COST_COLUMNS = ["name", "unit", "weight_bits", "act_bits", "macs", "compute_cycles", "stall_cycles", "total_cycles",
                 "utilization", "energy_compute_pj", "energy_total_pj"]
@@ -236,7 +237,9 @@ def _with_precision(args: argparse.Namespace, layers):
     per-layer precisions. A multipoint layer whose plan entry gives ``weight_points`` becomes
     its integer form, ``Option.rows(K)`` rows of a b-bit int layer
     (`hwsim.workloads.multipoint.rows_layer_shape`), as the allocator prices it
-    (`hwsim.codesign.costs`); one without points is refused (its rows depend on the weights)."""
+    (`hwsim.codesign.costs`); one without points is refused (its rows depend on the weights).
+    A group layer is the same int layer plus its per-(channel, group) multipliers in the weight
+    traffic, for --group-size input features per group (`hwsim.workloads.group`)."""
     from dataclasses import replace
 
     uniform = {key: value for key, value in (("weight_bits", args.bits),
@@ -276,6 +279,11 @@ def _with_precision(args: argparse.Namespace, layers):
             from hwsim.workloads.multipoint import rows_layer_shape
 
             layer = rows_layer_shape(replace(layer, weight_format="int"), rows)
+        if layer.weight_format == "group":
+            from hwsim.workloads.group import group_layer_shape
+
+            size = getattr(args, "group_size", None) or DEFAULT_GROUP_SIZE
+            layer = group_layer_shape(layer, size)
         out.append(layer)
     return out
 
@@ -320,7 +328,9 @@ def _quantize_and_verify(args: argparse.Namespace, model: str, steps: tqdm):
                               weight_clipping=args.weight_clipping,
                               depthwise_int8=args.depthwise_int8,
                               max_points=getattr(args, "max_points", None) or 2,
-                              points_budget=getattr(args, "points_budget", None))
+                              points_budget=getattr(args, "points_budget", None),
+                              group_size=getattr(args, "group_size", None) or DEFAULT_GROUP_SIZE,
+                              calibration=getattr(args, "calibration", None) or "none")
     steps.update()
     steps.set_description("execute + verify")
     report = run_verify(flow.qm, flow.program, flow.eval_images if source is None else source,
@@ -375,11 +385,16 @@ def verify(args: argparse.Namespace) -> int:
     with _progress(args, 2) as steps:
         flow, report = _quantize_and_verify(args, model, steps)
     summary = {"model": model, "weights": ZOO_WEIGHTS.get(model, "?"), **report.summary}
+    if flow.calibration_seconds is not None:
+        summary["calibration"] = args.calibration
+        summary["calibration_seconds"] = round(flow.calibration_seconds, 1)
     if report.warnings:
         summary["warnings"] = list(report.warnings)
     saved = _save_program(args, flow.program)
     written = save_results(report.per_layer, summary, csv_path=args.csv, json_path=args.json)
     _warn("verify", report.warnings)
+    if flow.calibration_report and not _quiet(args):
+        print(flow.calibration_report)
     _print_verification(args, report)
     _print_acc_report(args, flow.program, lambda: flow.qm.quantize_input(flow.calib_images),
                       "the calibration images")

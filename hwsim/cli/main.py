@@ -11,7 +11,7 @@ import sys
 
 from hwsim.engines.table import ENGINES
 from hwsim.errors import HwsimError
-from hwsim.flows import WEIGHT_CLIPPINGS, WEIGHT_FAMILIES, ZOO_MODELS
+from hwsim.flows import DEFAULT_GROUP_SIZE, WEIGHT_CLIPPINGS, WEIGHT_FAMILIES, ZOO_MODELS
 from hwsim.ir.specs import REQUANT_MODES
 
 DESCRIPTION = """\
@@ -28,9 +28,12 @@ Errors are one line on stderr and exit status 2. Run `hwsim COMMAND --help` for 
 command's options."""
 
 # Bit widths the number formats accept (quant.IntFormat: 2..16; quant.APoTFormat signed: a sign
-# bit plus 2..6 magnitude bits; quant.MultipointFormat: 2..8); accumulators as hwsim.lower takes
-# them. Checked against quant in tests/test_cli_hardening.py (multipoint: test_cli_multipoint.py).
-WEIGHT_BITS = {"int": (2, 16), "apot": (3, 7), "multipoint": (2, 8)}
+# bit plus 2..6 magnitude bits; quant.MultipointFormat and quant.GroupIntFormat: 2..8);
+# accumulators as hwsim.lower takes them. Checked against quant in tests/test_cli_hardening.py
+# (multipoint: test_cli_multipoint.py; group: test_group_weights.py).
+WEIGHT_BITS = {"int": (2, 16), "apot": (3, 7), "multipoint": (2, 8), "group": (2, 8)}
+# Input features per group quant.GroupIntFormat accepts (its group_size).
+GROUP_SIZES = (1, 1 << 20)
 # Points per output channel quant.MultipointFormat accepts (its max_points).
 MAX_POINTS = (1, 64)
 ACT_BITS = (2, 16)
@@ -46,7 +49,9 @@ RANDOM_WEIGHTS_NOTE = ("the built-in {model} has random (seeded) weights, not tr
 # Options of `verify` that configure quantization: --model only (an ONNX model is quantized).
 QUANT_OPTIONS = ("bits", "weight_format", "weight_clipping", "first_last_int8", "depthwise_int8",
                  "act_bits", "per_tensor", "requant", "acc_bits", "acc_mode", "plan",
-                 "max_points", "points_budget")
+                 "max_points", "points_budget", "group_size", "calibration")
+# `verify --calibration`: the post-training pipelines of quant.calibrate.pipeline.
+CALIBRATIONS = ("none", "light", "advanced")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -132,13 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
         mlo, mhi = WEIGHT_BITS["multipoint"]
         sp.add_argument("--bits", type=_int_in(lo, hi), default=None,
                         help=f"weight bits (default 8): {lo}..{hi} for --weight-format int, "
-                             f"{alo}..{ahi} for apot, {mlo}..{mhi} for multipoint")
+                             f"{alo}..{ahi} for apot, {mlo}..{mhi} for multipoint and group")
         sp.add_argument("--weight-format", choices=list(WEIGHT_FAMILIES), default=None,
                         help="weight number format: int (uniform, signed symmetric; the default), "
                              "apot (additive powers of two: a sign bit and bits-1 magnitude "
                              "bits; runs shift-add) or multipoint (each output channel a sum of "
                              "1..--max-points bits-bit points, run as extra rows of one bits-bit "
-                             "layer)")
+                             "layer) or group (signed symmetric, one scale per output channel "
+                             "and --group-size input features)")
+        group_size(sp, "the group size must divide every group-wise layer's input channels")
         sp.add_argument("--max-points", type=_int_in(*MAX_POINTS), default=None, metavar="N",
                         help=f"multipoint: most points per output channel, {MAX_POINTS[0]}.."
                              f"{MAX_POINTS[1]} (default 2)")
@@ -168,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="what an accumulator does on overflow: wrap (two's complement; the "
                              "default) or saturate")
 
+    def group_size(sp: argparse.ArgumentParser, note: str) -> None:
+        sp.add_argument("--group-size", type=_int_in(*GROUP_SIZES), default=None, metavar="N",
+                        help=f"group weights: input features per scale, {GROUP_SIZES[0]}.."
+                             f"{GROUP_SIZES[1]} (default {DEFAULT_GROUP_SIZE}); {note}")
+
     def precision(sp: argparse.ArgumentParser) -> None:
         from quant.formats import registered_formats  # torch-free
 
@@ -183,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="per-layer precision plan (YAML/JSON: layer names or globs -> "
                              "weight_bits, act_bits, weight_format, act_format); applied after "
                              "--bits/--act-bits/--weight-format")
+        group_size(sp, "priced with one 32-bit multiplier per output channel and group in the "
+                       "weight traffic")
 
     def mapping(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--objective", choices=["latency", "energy", "edp"], default="energy",
@@ -275,6 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "normalized), verified a few at a time in bounded memory (default: "
                          "the zoo's 50 evaluation images)")
     quant_opts(sp)
+    sp.add_argument("--calibration", choices=list(CALIBRATIONS), default=None,
+                    help="post-training calibration after the ranges: none (round to nearest; "
+                         "the default), light (activation ranges at the 99.99th percentile, "
+                         "model input and output min-max, then BN re-estimation) or advanced "
+                         "(also AdaQuant per layer and bias tuning); each step is kept only if "
+                         "it lowers the KL to the float model on held-out calibration images. "
+                         "int weights (AdaQuant skips other formats); not with multipoint")
     sp.add_argument("--plan", metavar="FILE", default=None,
                     help="per-layer precision plan (YAML/JSON, e.g. `hwsim allocate --out`): "
                          "layer names or globs -> weight_bits, act_bits, weight_format (int, "
@@ -301,6 +322,8 @@ def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
             sp.error(f"{', '.join(given)}: the quantization options apply to --model; an ONNX "
                      "model (--onnx) carries its own quantization")
         return
+    if args.command in ("simulate", "cost"):
+        _check_group_size(args, args.weight_format, sp, plan=args.plan is not None)
     if args.command in ("verify", "demo", "allocate") and args.images is not None \
             and getattr(args, "inputs", None) is None and args.images > N_EVAL_IMAGES:
         sp.error(f"argument --images: {args.images} requested, but the zoo has "
@@ -312,6 +335,11 @@ def _check_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> No
             sp.error(f"argument --bits: --weight-format {family} takes {lo}..{hi} bits, "
                      f"got {args.bits}")
         _check_multipoint(args, family, sp)
+        _check_group_size(args, family, sp, plan=args.plan is not None)
+        if args.calibration not in (None, "none") and family == "multipoint":
+            sp.error(f"--calibration {args.calibration}: the calibration pipelines do not "
+                     "apply to --weight-format multipoint (its points are fitted by output "
+                     "error already)")
         defaults = {"bits": 8, "weight_format": "int", "first_last_int8": False,
                     "depthwise_int8": False, "act_bits": 8, "per_tensor": False,
                     "requant": "dyadic", "acc_bits": 32, "acc_mode": "wrap"}
@@ -340,6 +368,21 @@ def _check_multipoint(args: argparse.Namespace, family: str, sp: argparse.Argume
     if args.points_budget is not None and args.points_budget > most:
         sp.error(f"argument --points-budget: {args.points_budget:g} extra rows per channel is "
                  f"beyond what --max-points {args.max_points} allows (at most {most})")
+
+
+def _check_group_size(args: argparse.Namespace, family: str | None,
+                      sp: argparse.ArgumentParser, plan: bool = False) -> None:
+    """--group-size belongs to --weight-format group (or, when pricing, to a --plan that may
+    name group layers); the group format gets the default size when none is given."""
+    if family != "group":
+        if args.group_size is not None and not plan:
+            shown = family or "the workload's own formats"
+            sp.error(f"--group-size: applies to --weight-format group, not {shown}")
+        return
+    if getattr(args, "per_tensor", None):
+        sp.error("--per-tensor: --weight-format group has one scale per output channel and group")
+    if args.group_size is None:
+        args.group_size = DEFAULT_GROUP_SIZE
 
 
 def _exit_status(exc: SystemExit) -> int:

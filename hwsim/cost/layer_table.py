@@ -20,7 +20,8 @@ from hwsim.workloads.layer import MAX_BITS, LayerShape, check_convention
 
 _INT_FIELDS = ("in_h", "in_w", "in_channels", "out_channels", "kernel_h", "kernel_w",
                "stride_h", "stride_w", "pad_top", "pad_left", "pad_bottom", "pad_right",
-               "dilation_h", "dilation_w", "groups", "batch", "act_bits", "weight_bits")
+               "dilation_h", "dilation_w", "groups", "batch", "act_bits", "weight_bits",
+               "weight_scale_bytes")
 _GET = attrgetter(*_INT_FIELDS)
 
 
@@ -38,6 +39,7 @@ class LayerTable:
     Derived GEMM view per conv group: ``sr`` = out_h * out_w * batch (output pixels),
     ``sc`` = out_channels / groups (filters), ``t`` = kernel_h * kernel_w * in_channels / groups.
     `weight_format` / `act_format` are the number-format family names per row, like `names`.
+    `weight_scale_bytes`: constants stored with the weights (`LayerShape.weight_scale_bytes`).
     """
 
     names: tuple[str, ...]
@@ -63,6 +65,7 @@ class LayerTable:
     batch: np.ndarray
     act_bits: np.ndarray
     weight_bits: np.ndarray
+    weight_scale_bytes: np.ndarray
     out_h: np.ndarray
     out_w: np.ndarray
 

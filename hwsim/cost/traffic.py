@@ -4,11 +4,13 @@ Model (documented here, tested in tests/test_cost_traffic.py):
 
 DRAM <-> buffers (one fetch per tile):
   Operand sizes are ``ceil(elements * bits / 8)`` at the layer's code widths (`act_bits`,
-  `weight_bits`: a 4-bit APoT weight moves as 4 bits, whatever its decoded integer level);
-  the input is unpadded (padding is made on chip), outputs leave at ``act_bits``. The layer's
-  mapping (`BufferColumns`; hwsim/mapping/buffers.py for the per-layer value) gives each operand
-  a resident tile (by default an even share of its buffer: a buffer holding n operands gives
-  each 1/n) and a loop order. If the ifmap or the filters fit their tile, both are read from
+  `weight_bits`: a 4-bit APoT weight moves as 4 bits, whatever its decoded integer level),
+  the filters with the constants stored beside their codes (`weight_scale_bytes`: group-wise
+  weights' per-(channel, group) multipliers); the input is unpadded (padding is made on
+  chip), outputs leave at ``act_bits``. The layer's mapping (`BufferColumns`;
+  hwsim/mapping/buffers.py for the per-layer value) gives each operand a resident tile (by
+  default an even share of its buffer: a buffer holding n operands gives each 1/n) and a loop
+  order. If the ifmap or the filters fit their tile, both are read from
   DRAM once. Otherwise the loop order decides: filters outer keeps filter chunks resident and
   re-streams the ifmap once per chunk (``W + ceil(W/tile_filter) * I``); ifmap outer keeps
   ifmap chunks and re-streams the filters (``I + ceil(I/tile_ifmap) * W``). Without a mapping,
@@ -67,9 +69,11 @@ class Traffic:
 
 
 def operand_bytes(table: LayerTable) -> dict[str, np.ndarray]:
-    """Bytes of each operand as stored (ifmap unpadded, at the code widths)."""
+    """Bytes of each operand as stored (ifmap unpadded, at the code widths; filters with
+    their stored constants, `weight_scale_bytes`)."""
     return {"ifmap": bits_to_bytes(table.ifmap_elems, table.act_bits),
-            "filter": bits_to_bytes(table.filter_elems, table.weight_bits),
+            "filter": bits_to_bytes(table.filter_elems, table.weight_bits)
+            + table.weight_scale_bytes,
             "ofmap": bits_to_bytes(table.ofmap_elems, table.act_bits)}
 
 

@@ -3,7 +3,7 @@
 Reads only the QuantizedModel's numpy API (graph records, integer codes, scales, zero points), so
 this package does not import torch itself. Each captured record is lowered by one registered
 function (``hwsim.lower.registry``): conv2d / linear by their weight format family (``uniform``,
-``binary``, ``apot``, ``multipoint``), the other records by their op (``records``).
+``binary``, ``apot``, ``multipoint``, ``group``), the other records by their op (``records``).
 Requantization constants are derived once, in ``context``.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from hwsim.ir import IntProgram, check_program
 from hwsim.ir.specs import ACCUMULATOR_MODES, AccumulatorConfig, AccumulatorMode, RequantMode
 from hwsim.lower import apot, binary, records, uniform  # noqa: F401  (register the lowerings)
 from hwsim.lower import multipoint  # noqa: F401  (the multipoint family's lowering)
+from hwsim.lower import group  # noqa: F401  (group-wise weights: a scale per block)
 from hwsim.lower.context import LoweringContext
 from hwsim.lower.engines import engine_choice, with_engine
 from hwsim.lower.registry import (RECORD_LOWERINGS, WEIGHTED_RECORD_OPS, WeightLowering,

@@ -6,3 +6,4 @@ from hwsim.ops import avgpool_f32, eltwise, lut, resize, softmax_table  # noqa: 
 from hwsim.ops import multipoint  # noqa: F401,E402  (multipoint weights as extra rows)
 from hwsim.ops import float_island  # noqa: F401,E402  (ONNX float ops run in float32)
 from hwsim.ops import conv_transpose  # noqa: F401,E402  (transposed conv)
+from hwsim.ops import group  # noqa: F401,E402  (group-wise weights: a scale per block)

@@ -90,35 +90,63 @@ def _run(node: Node, args: list, reference: bool) -> tuple:
     return codes, res.overflow_count
 
 
-def _int_vector(node: Node, name: str, length: int, lo: int, hi: int) -> list[str]:
+def _int_vector(node: Node, name: str, length: int | tuple[int, ...], lo: int,
+                hi: int) -> list[str]:
+    """Problems of optional integer array ``name``: shape ``(length,)`` (or ``length`` when it
+    is a shape), values in [lo, hi]."""
+    shape = (length,) if isinstance(length, int) else tuple(length)
     a = node.arrays.get(name)
     if a is None:
         return []
-    if a.dtype.kind not in "iu" or a.shape != (length,):
-        return [f"{name} must be integers of shape ({length},), got {a.dtype} of shape {a.shape}"]
+    if a.dtype.kind not in "iu" or a.shape != shape:
+        return [f"{name} must be integers of shape {shape}, got {a.dtype} of shape {a.shape}"]
     if a.size and (int(a.min()) < lo or int(a.max()) > hi):
         return [f"{name} must lie in [{lo}, {hi}], got values in [{int(a.min())}, "
                 f"{int(a.max())}]"]
     return []
 
 
-def _check(node: Node) -> list[str]:
-    conv = node.op == "multipoint_conv2d"
-    errs = conv_geometry_errors(node) if conv else []
+def summed_rows_mode_errors(node: Node, layers: str, parts: str,
+                            accumulator: str) -> list[str] | None:
+    """Layers whose accumulators (``parts``: "rows", "blocks") are summed in the
+    requantization stage requantize dyadically and wrap or saturate; None when the requant or
+    accumulator attrs cannot be read (the verifier's own checks report those)."""
     try:
         rq_mode = RequantSpec.from_attrs(node.attrs).mode
         acc_mode = AccumulatorConfig.from_attrs(node.attrs).mode
     except (ProgramError, AttributeError, TypeError, ValueError, KeyError):
-        return errs  # reported by the verifier's requant / accumulator checks
+        return None
+    errs = []
     if rq_mode is not RequantMode.DYADIC:
-        errs.append("multipoint layers requantize dyadically (rows summed in integers, rounded "
+        errs.append(f"{layers} requantize dyadically ({parts} summed in integers, rounded "
                     "once); requant mode must be 'dyadic'")
     if acc_mode is AccumulatorMode.INT16_PAIRS:
-        errs.append("a multipoint row accumulator wraps or saturates; mode 'int16_pairs' does "
-                    "not apply")
+        errs.append(f"{accumulator} wraps or saturates; mode 'int16_pairs' does not apply")
+    return errs
+
+
+def summed_rows_checks(node: Node, conv: bool, layers: str, parts: str,
+                       accumulator: str) -> tuple[list[str], int | None]:
+    """The checks such layers share: conv geometry, ``summed_rows_mode_errors``, and
+    ``weight_bits`` an int in [2, 16].  Returns (problems, weight_bits), weight_bits None when
+    the op's own checks cannot go on."""
+    errs = conv_geometry_errors(node) if conv else []
+    modes = summed_rows_mode_errors(node, layers, parts, accumulator)
+    if modes is None:
+        return errs, None
+    errs += modes
     bits = node.attrs["weight_bits"]
     if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 16:
-        return errs + [f"weight_bits must be an int in [2, 16], got {bits!r}"]
+        return errs + [f"weight_bits must be an int in [2, 16], got {bits!r}"], None
+    return errs, bits
+
+
+def _check(node: Node) -> list[str]:
+    conv = node.op == "multipoint_conv2d"
+    errs, bits = summed_rows_checks(node, conv, "multipoint layers", "rows",
+                                    "a multipoint row accumulator")
+    if bits is None:
+        return errs
     w = node.arrays["weight_rows"]
     ndim = 4 if conv else 2
     if w.dtype.kind not in "iu" or w.ndim != ndim or w.shape[0] < 1:

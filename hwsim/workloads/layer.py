@@ -27,6 +27,8 @@ LAYER_KINDS = ("conv", "linear")
 MAX_DIM = 2**31
 #: Largest operand width (act_bits, weight_bits), as for accelerator configs.
 MAX_BITS = 256
+#: Largest weight_scale_bytes of a layer (the cost model's bound on any count, 2^53).
+MAX_COUNT = 2**53
 
 
 def _show(value: object) -> str:
@@ -69,6 +71,10 @@ class LayerShape:
     weights and activations ("int", "binary", "apot", ...: names registered in quant.formats;
     not checked here) -- accelerators route layers and units accept them by family. "int" is
     right for shape-only workloads (SCALE-Sim topologies, built-in networks).
+    `weight_scale_bytes`: bytes of quantization constants stored beside the weight codes that
+    move with them (group-wise weights: one multiplier per (output channel, group),
+    hwsim/workloads/group.py); 0 for per-channel and per-tensor weights, whose few constants
+    the model does not count. The cost model adds them to the filter operand's bytes.
     """
 
     name: str
@@ -93,6 +99,7 @@ class LayerShape:
     weight_bits: int = 8
     weight_format: str = "int"
     act_format: str = "int"
+    weight_scale_bytes: int = 0
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -119,6 +126,10 @@ class LayerShape:
                 problems.append(f"{field}: expected a non-negative integer, got {_show(value)}")
             elif value > MAX_DIM:
                 problems.append(f"{field}: expected at most {MAX_DIM}, got {_show(value)}")
+        value = self.weight_scale_bytes
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+            problems.append(f"weight_scale_bytes: expected an integer in [0, {MAX_COUNT}], got "
+                            f"{_show(value)}")
         for field in ("weight_format", "act_format"):
             value = getattr(self, field)
             if not isinstance(value, str) or not value.strip():

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from quant._validate import check_float, check_int
+from quant.calibrate.kl import kl_per_sample, log_probs
 from quant.calibrate.samples import (check_groups, generator, held_out_samples,
                                       stack_batches, training_samples)
 from quant.calibrate.state import CalibrationState, with_layer
@@ -147,7 +148,7 @@ def tune_biases_with_report(state: CalibrationState,
     held = held_out_samples(x.shape[0], seed, check_groups(groups, x.shape[0], owner))
     train = training_samples(x.shape[0], held)
     scored = train if held is None else held
-    before = _kl_per_sample(target, _log_probs(model.forward(x)))
+    before = kl_per_sample(target, _log_probs(model.forward(x)))
     # the held-out score is always computed on exactly this batch: float results (and so
     # output codes at rounding boundaries) may depend on how the samples are batched
     start_score = _score(model, x, target, scored)
@@ -169,7 +170,7 @@ def tune_biases_with_report(state: CalibrationState,
         idx = order[pos:pos + p]
         pos += p
         logits = ste_forward(model, x[idx], tuner.params())
-        loss = _kl_per_sample(target[idx], F.log_softmax(logits, dim=-1)).mean()
+        loss = kl_per_sample(target[idx], F.log_softmax(logits, dim=-1)).mean()
         if not torch.isfinite(loss):
             diverged = step + 1
             break
@@ -185,7 +186,7 @@ def tune_biases_with_report(state: CalibrationState,
                 best, saved = score, tuner.biases()
 
     tuned = state if saved is None else state.replace(graph=tuner.graph(state.graph, saved))
-    after = before if saved is None else _kl_per_sample(target,
+    after = before if saved is None else kl_per_sample(target,
                                                         _log_probs(tuned.model().forward(x)))
     report = BiasTuningReport(float(before.mean()), float(after.mean()), start_score, best,
                               tuple(names), skipped, saved is not None,
@@ -197,7 +198,7 @@ def _score(model, x: torch.Tensor, target: torch.Tensor, samples: torch.Tensor,
            params: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]] | None = None) -> float:
     """Mean KL over ``samples``, computed as one batch of the fake-quant forward."""
     logits = ste_forward(model, x[samples], params)
-    return float(_kl_per_sample(target[samples], _log_probs(logits)).mean())
+    return float(kl_per_sample(target[samples], _log_probs(logits)).mean())
 
 
 class _BiasTuner:
@@ -254,14 +255,4 @@ def _float_logits(graph: LayerGraph, x: torch.Tensor) -> torch.Tensor:
 
 
 def _log_probs(logits: torch.Tensor) -> torch.Tensor:
-    if logits.dim() < 2:
-        raise QuantError(f"tune_biases: the model output has shape {tuple(logits.shape)}; "
-                         "expected (N, ..., classes)")
-    return F.log_softmax(logits.double(), dim=-1)
-
-
-def _kl_per_sample(target: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
-    """Per sample (N,): ``sum p (log p - log q)`` over the last axis, summed over any middle
-    axes; ``target`` and ``log_q`` are log-probabilities."""
-    kl = (target.exp() * (target - log_q.to(target.dtype))).sum(dim=-1)
-    return kl.reshape(kl.shape[0], -1).sum(dim=1)
+    return log_probs(logits, "tune_biases")

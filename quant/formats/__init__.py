@@ -16,6 +16,7 @@ from quant.formats.registry import (
     unregister_format,
 )
 from quant.formats.uniform import IntFormat, QuantParams
+from quant.formats.group import GroupIntFormat, GroupParams, fit_group
 from quant.formats.multipoint import (MultipointFormat, MultipointParams, decode_multipoint,
                                       fit_multipoint, fit_multipoint_ladder)
 from quant.formats.multipoint_entry import (decode_multipoint_codes, encode_multipoint,
@@ -60,6 +61,13 @@ register_format(FormatEntry(  # Liu et al., AAAI 2021: points as extra rows of o
     encode=encode_multipoint, decode=decode_multipoint_codes,
     storage_bits=multipoint_storage_bits, code_scale=multipoint_code_scale,
     fake_quant=straight_through, check_weight=multipoint_weight_problem))
+register_format(FormatEntry(  # one scale per (output channel, group of input features)
+    name="group", format_type=GroupIntFormat, fit=fit_group,
+    encode=lambda params, x: params.quantize(x),
+    decode=lambda params, codes: params.dequantize(codes),
+    storage_bits=lambda fmt: fmt.bits,
+    code_scale=lambda params: None,  # the scales differ by group: the bias stays float
+    fake_quant=straight_through))
 
 __all__ = [
     "family_entry",
@@ -73,6 +81,8 @@ __all__ = [
     "BinaryFormat",
     "BinaryParams",
     "FormatEntry",
+    "GroupIntFormat",
+    "GroupParams",
     "IntFormat",
     "CalibrationStats",
     "MultipointFormat",
@@ -86,6 +96,7 @@ __all__ = [
     "binary_fake_quant",
     "encode_binary",
     "fit_binary",
+    "fit_group",
     "fit_int_params",
     "fit_params",
     "format_entry",
