@@ -290,12 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "the zoo's 50 evaluation images)")
     quant_opts(sp)
     sp.add_argument("--calibration", choices=list(CALIBRATIONS), default=None,
-                    help="post-training calibration after the ranges: none (round to nearest; "
-                         "the default), light (activation ranges at the 99.99th percentile, "
-                         "model input and output min-max, then BN re-estimation) or advanced "
-                         "(also AdaQuant per layer and bias tuning); each step is kept only if "
-                         "it lowers the KL to the float model on held-out calibration images. "
-                         "int weights (AdaQuant skips other formats); not with multipoint")
+                    help="post-training calibration: none (min-max ranges, weights rounded to "
+                         "nearest; the default), light (min-max or 99.99th-percentile "
+                         "activation ranges, whichever fits held-out calibration images better, "
+                         "then BN re-estimation) or advanced (also AdaQuant per layer and bias "
+                         "tuning); each step is kept only if it lowers the KL to the float model "
+                         "on the held-out images. AdaQuant calibrates int weights only; not "
+                         "with multipoint")
     sp.add_argument("--plan", metavar="FILE", default=None,
                     help="per-layer precision plan (YAML/JSON, e.g. `hwsim allocate --out`): "
                          "layer names or globs -> weight_bits, act_bits, weight_format (int, "
