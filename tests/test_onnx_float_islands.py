@@ -80,6 +80,8 @@ FLOAT_OP_CASES = {  # name: (nodes, float inputs (name -> shape), constants, ops
     "Clip-opset6": ([helper.make_node("Clip", ["x"], ["y"], min=-1.0, max=2.5)],
                     {"x": (1 << 16,)}, {}, 6),
     "Add": ([helper.make_node("Add", ["x", "z"], ["y"])], {"x": (4, 8, 64), "z": (8, 1)}, {}, 17),
+    "Sum": ([helper.make_node("Sum", ["x", "z"], ["y"])], {"x": (1 << 20,), "z": (1 << 20,)},
+            {}, 13),
     "Sub": ([helper.make_node("Sub", ["c", "x"], ["y"])], {"x": (1 << 16,)}, {"c": F32(3)}, 17),
     "Mul": ([helper.make_node("Mul", ["x", "z"], ["y"])], {"x": (1 << 16,), "z": (1 << 16,)},
             {}, 17),

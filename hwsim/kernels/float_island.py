@@ -610,6 +610,8 @@ FLOAT_OPS: dict[str, FloatOpSpec] = {
     "Sigmoid": _spec(1, 1, _sigmoid, _sigmoid_ref),
     "Tanh": _spec(1, 1, _tanh, _tanh_ref),
     **{op: _spec(2, 2, *_binary(op)) for op in _BINARY},
+    # two-input Sum is ONNX Runtime's float32 a + b (more inputs: not imported)
+    "Sum": _spec(2, 2, *_binary("Add")),
     "BatchNormalization": _spec(5, 5, _bn, _bn_ref, (1, 2, 3, 4)),
     "GlobalAveragePool": _spec(1, 1, _gap, _gap_ref),
     "ReduceMean": _spec(1, 2, _reduce_mean, _reduce_mean_ref, (1,)),
