@@ -97,6 +97,17 @@ FLOAT_OP_CASES = {  # name: (nodes, float inputs (name -> shape), constants, ops
     "GlobalAveragePool-14x14": ([helper.make_node("Relu", ["x"], ["r"]),
                                  helper.make_node("GlobalAveragePool", ["r"], ["y"])],
                                 {"x": (4, 512, 14, 14)}, {}, 17),
+    "AveragePool-3x3-pad": ([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[3, 3],
+                                              pads=[1, 1, 1, 1])],
+                            {"x": (4, 64, 56, 56)}, {}, 13),
+    "AveragePool-3x3-s2-include-pad": ([helper.make_node(
+        "AveragePool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[0, 0, 1, 1],
+        count_include_pad=1)], {"x": (8, 128, 29, 29)}, {}, 13),
+    "AveragePool-2x2-s2": ([helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2],
+                                             strides=[2, 2])], {"x": (4, 256, 32, 32)}, {}, 13),
+    "AveragePool-7x7-global-sized": ([helper.make_node("AveragePool", ["x"], ["y"],
+                                                       kernel_shape=[7, 7])],
+                                     {"x": (64, 2048, 7, 7)}, {}, 13),
     "ReduceMean": ([helper.make_node("Relu", ["x"], ["r"]),
                     helper.make_node("ReduceMean", ["r"], ["y"], axes=[2, 3], keepdims=1)],
                    {"x": (16, 257, 7, 9)}, {}, 17),
@@ -239,6 +250,8 @@ ISLANDS = {
     "GlobalAveragePool-flatten": ([_n("GlobalAveragePool", ["da"], "p"), _n("Flatten", ["p"])],
                                   {}, None, 17),
     "ReduceMean": ([_n("ReduceMean", ["da"], axes=[2, 3], keepdims=1)], {}, None, 17),
+    "AveragePool-relu": ([_n("AveragePool", ["da"], "p", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+                          _n("Relu", ["p"])], {}, None, 17),
     "ReduceMean-hswish": ([_n("HardSwish", ["da"], "h"),
                            _n("ReduceMean", ["h"], axes=[-2, -1], keepdims=1)], {}, None, 17),
     "ReduceMean-opset18": ([_n("Relu", ["da"], "r"), _n("ReduceMean", ["r", "ax"], keepdims=0)],
@@ -337,7 +350,7 @@ def _in_node_order(node, codes):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_islands_on_codes_equal_ort(dtype):
-    """25 island kinds x 12 scale sets, about 1.2 million outputs per dtype."""
+    """26 island kinds x 12 scale sets, about 1.2 million outputs per dtype."""
     _run_islands(dtype, 12, seed=11 + np.dtype(dtype).itemsize * (dtype == np.int8)).report(
         10 ** 6, 0.01)
 
@@ -350,7 +363,7 @@ def test_islands_on_codes_equal_ort_many_scale_sets(dtype):
 
 @pytest.mark.parametrize("name", ["SiLU", "Tanh", "SE-gate", "BatchNormalization-relu",
                                   "GlobalAveragePool-hsig", "ReduceMean-hswish",
-                                  "hard-swish-by-hand", "Clip"])
+                                  "hard-swish-by-hand", "Clip", "AveragePool-relu"])
 def test_fast_kernels_equal_their_references(name):
     nodes, consts, second, opset = ISLANDS[name]
     rng = np.random.default_rng(len(name))

@@ -482,6 +482,87 @@ def _gap_ref(ins, attrs):
     return out.reshape(x.shape[:2] + (1,) * (x.ndim - 2))
 
 
+def _pool_geometry(x: np.ndarray, attrs) -> tuple:
+    """AveragePool's (kernel, stride, pads (top, left, bottom, right), count_include_pad,
+    output size) for a 2-D pool; FloatIslandError for what ONNX Runtime would compute
+    otherwise (ceil_mode, auto_pad other than NOTSET/VALID, dilations, other ranks)."""
+    if x.ndim != 4:
+        raise FloatIslandError(f"AveragePool: 2-D pools on (N, C, H, W) only; got {x.shape}")
+    kernel = tuple(int(v) for v in attrs.get("kernel_shape", ()))
+    stride = tuple(int(v) for v in attrs.get("strides", (1, 1)))
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    pads = tuple(int(v) for v in attrs.get("pads", (0, 0, 0, 0)))
+    if auto_pad == "VALID":
+        pads = (0, 0, 0, 0)
+    elif auto_pad != "NOTSET":
+        raise FloatIslandError(f"AveragePool: auto_pad {auto_pad!r} is not supported")
+    if len(kernel) != 2 or len(stride) != 2 or len(pads) != 4 or min(kernel + stride) < 1 \
+            or min(pads) < 0:
+        raise FloatIslandError(f"AveragePool: kernel_shape {kernel}, strides {stride}, pads "
+                               f"{pads}: expected a 2-D pool")
+    if attrs.get("ceil_mode", 0) or any(int(d) != 1 for d in attrs.get("dilations", (1, 1))):
+        raise FloatIslandError("AveragePool: ceil_mode and dilations are not supported")
+    top, left, bottom, right = pads
+    oh = (x.shape[2] + top + bottom - kernel[0]) // stride[0] + 1
+    ow = (x.shape[3] + left + right - kernel[1]) // stride[1] + 1
+    if oh < 1 or ow < 1:
+        raise FloatIslandError(f"AveragePool: kernel {kernel} does not fit {x.shape[2:]}")
+    return kernel, stride, (top, left, bottom, right), int(attrs.get("count_include_pad", 0)), \
+        (oh, ow)
+
+
+def _window_counts(o: int, size: int, before: int, k: int, s: int) -> np.ndarray:
+    start = np.arange(o) * s - before
+    return np.minimum(start + k, size) - np.maximum(start, 0)
+
+
+def _pool_counts(x: np.ndarray, kernel, stride, pads, include_pad, out) -> np.ndarray:
+    if include_pad:
+        return np.full(out, kernel[0] * kernel[1], dtype=np.int64)
+    return np.outer(_window_counts(out[0], x.shape[2], pads[0], kernel[0], stride[0]),
+                    _window_counts(out[1], x.shape[3], pads[1], kernel[1], stride[1]))
+
+
+def _avgpool(ins, attrs):
+    """ONNX Runtime's float AveragePool (MLAS): per output, acc = 0, acc += x over the window
+    in float32, kernel rows outer, columns inner (padding adds +0.0, exactly nothing), then
+    f32(acc / count); count = kh·kw with count_include_pad, else the window inside the input."""
+    x = _one(ins)
+    kernel, stride, pads, include_pad, (oh, ow) = _pool_geometry(x, attrs)
+    top, left, bottom, right = pads
+    (kh, kw), (sh, sw) = kernel, stride
+    n, c, h, w = x.shape
+    xp = np.zeros((n, c, h + top + max(bottom, kh), w + left + max(right, kw)), dtype=_F32)
+    xp[:, :, top:top + h, left:left + w] = x
+    acc = np.zeros((n, c, oh, ow), dtype=_F32)
+    for i in range(kh):
+        for j in range(kw):
+            acc += xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+    count = _pool_counts(x, kernel, stride, pads, include_pad, (oh, ow)).astype(_F32)
+    return (acc / count).astype(_F32)
+
+
+def _avgpool_ref(ins, attrs):
+    x = _one(ins)
+    kernel, stride, pads, include_pad, (oh, ow) = _pool_geometry(x, attrs)
+    counts = _pool_counts(x, kernel, stride, pads, include_pad, (oh, ow))
+    out = np.zeros(x.shape[:2] + (oh, ow), dtype=_F32)
+    for a in range(x.shape[0]):
+        for ch in range(x.shape[1]):
+            for p in range(oh):
+                for q in range(ow):
+                    acc = _F32(0)
+                    for i in range(kernel[0]):
+                        r = p * stride[0] - pads[0] + i
+                        for j in range(kernel[1]):
+                            col = q * stride[1] - pads[1] + j
+                            if 0 <= r < x.shape[2] and 0 <= col < x.shape[3]:
+                                acc = _F32(acc + x[a, ch, r, col])
+                    out[a, ch, p, q] = _F32(acc / _F32(counts[p, q]))
+    return out
+
+
 def reduce_axes(ins, attrs, rank: int) -> list[int]:
     """ReduceMean's axes (attribute before opset 18, input since), normalized and sorted; they
     must be trailing axes, not the batch axis."""
@@ -614,6 +695,7 @@ FLOAT_OPS: dict[str, FloatOpSpec] = {
     "Sum": _spec(2, 2, *_binary("Add")),
     "BatchNormalization": _spec(5, 5, _bn, _bn_ref, (1, 2, 3, 4)),
     "GlobalAveragePool": _spec(1, 1, _gap, _gap_ref),
+    "AveragePool": _spec(1, 1, _avgpool, _avgpool_ref),
     "ReduceMean": _spec(1, 2, _reduce_mean, _reduce_mean_ref, (1,)),
     "Flatten": _spec(1, 1, _flatten),
     "Reshape": _spec(2, 2, _reshape, constant_inputs=(1,)),
