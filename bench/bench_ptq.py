@@ -158,9 +158,10 @@ def pipeline(name: str, bits: int) -> Recipe:
 RECIPES: dict[str, Recipe] = {
     "hwsim W8A8": w8a8,
     "hwsim W4A8": w4a8,
-    # SmoothQuant, then BERT's FFN outlier channels split off (quant.calibrate.smooth,
-    # split_outliers; strengths chosen on held-out calibration samples, models without
-    # LayerNorm / GELU blocks are left as they are)
+}
+# transformers only: SmoothQuant, then BERT's FFN outlier channels split off
+# (quant.calibrate.smooth, split_outliers; strengths chosen on held-out calibration samples)
+TRANSFORMER_RECIPES: dict[str, Recipe] = {
     "hwsim W8A8 smooth": lambda inp: quant.calibrate.smooth(
         inp.state(inp.weights(INT8_WEIGHTS)), inp.batches, seed=SEED).model(),
     "hwsim W8A8 smooth+split": lambda inp: quant.calibrate.split_outliers(quant.calibrate.smooth(
@@ -621,6 +622,8 @@ def run_case(case: ModelCase, args: argparse.Namespace, results: Results) -> Non
     recipes = dict(RECIPES)
     if case.kind == "classifier" and not args.skip_pipelines:
         recipes.update(PIPELINE_RECIPES)
+    if case.kind == "embedding":
+        recipes.update(TRANSFORMER_RECIPES)
     for row in hwsim_rows(case, reference, recipes, graph):
         emit(row)
     notes = [case.policy_note,
