@@ -373,3 +373,85 @@ def test_mobilenet_w4a8_adaquant_beats_round_to_nearest_and_lowers_exactly():
     qm = tuned.model()
     summary = verify(qm, lower(qm, requant="dyadic"), ev[:4]).summary
     assert summary["max_lsb_diff_any_layer"] <= 1
+
+
+# ---- group-wise (GroupIntFormat) weights -------------------------------------------------------
+G4 = quant.GroupIntFormat(bits=4, group_size=32)
+
+
+def _mlp_data(n: int = 64) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(n, 64, generator=g)
+
+
+@pytest.fixture(scope="module")
+def group_state():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(64, 96), nn.GELU(), nn.Linear(96, 32)).eval()
+    x = _mlp_data()
+    return initial_state(net, QuantConfig(weight=G4), [x]), x
+
+
+@pytest.fixture(scope="module")
+def group_sequential(group_state):
+    state, x = group_state
+    return adaquant_with_report(state, x, iters=150, batch_size=128)
+
+
+def test_group_layers_lower_held_out_error_vs_round_to_nearest(group_state, group_sequential):
+    state, _ = group_state
+    report = group_sequential.report
+    assert [r.name for r in report.layers] == [r.name for r in state.graph if r.op == "linear"]
+    assert not report.skipped
+    for r in report.layers:
+        assert r.kept == (r.held_after < r.held_before)
+    assert all(r.kept for r in report.layers)
+    assert sum(r.held_after for r in report.layers) < 0.95 * sum(r.held_before
+                                                                 for r in report.layers)
+
+
+def test_group_fixed_params_reproduce_the_optimized_codes(group_state, group_sequential):
+    state, _ = group_state
+    new = group_sequential.state
+    rtn, model = state.model(), new.model()
+    changed = 0
+    for r in group_sequential.report.layers:
+        params = new.weight_params[r.name]
+        assert isinstance(params, quant.GroupParams) and params.fmt == G4
+        assert model.weight_params(r.name) is params
+        assert params.scale.shape == (new.graph[r.name].weight.shape[0],
+                                      new.graph[r.name].weight.shape[1] // 32)
+        assert np.all(params.scale.astype(np.float32).astype(np.float64) == params.scale)
+        codes = _codes(model, r.name)
+        decoded = params.dequantize(codes).astype(np.float32)
+        np.testing.assert_array_equal(new.graph[r.name].weight, decoded)
+        np.testing.assert_array_equal(params.quantize(new.graph[r.name].weight), codes)
+        changed += not np.array_equal(codes, _codes(rtn, r.name))
+        assert model.bias_codes(r.name) is None  # the group format keeps a float bias
+    assert changed >= 1
+    tensors = model_tensors(model)
+    for r in group_sequential.report.layers:
+        np.testing.assert_array_equal(tensors[r.name][0].numpy(), new.graph[r.name].weight)
+        np.testing.assert_array_equal(tensors[r.name][1].numpy(), new.graph[r.name].bias)
+
+
+def test_group_integer_program_matches_fake_quant_within_one_lsb(group_sequential):
+    from hwsim.lower import lower
+    from hwsim.verify import verify
+
+    qm = group_sequential.state.model()
+    summary = verify(qm, lower(qm, requant="dyadic"), _mlp_data(8)).summary
+    assert summary["max_lsb_diff_any_layer"] <= 1
+
+
+def test_batches_of_different_lengths_are_walked_one_by_one(group_state):
+    """Batches are run through the model separately (a token-sequence model has no batch
+    axis) and may differ in length; for a per-sample model that equals the stacked data."""
+    state, x = group_state
+    whole = adaquant_with_report(state, x, iters=20, batch_size=64)
+    parts = adaquant_with_report(state, [x[:20], x[20:]], iters=20, batch_size=64)
+    assert parts.report.held_out == whole.report.held_out == "16 of 64 samples"
+    for a, b in zip(whole.report.layers, parts.report.layers):
+        assert a.name == b.name and a.kept == b.kept
+        assert a.mse_before == pytest.approx(b.mse_before, rel=1e-4)
+        assert a.mse_after == pytest.approx(b.mse_after, rel=1e-3)

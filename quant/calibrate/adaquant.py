@@ -1,8 +1,9 @@
 """AdaQuant: layer-wise calibration of quantized weights, biases and weight scales.
 
 Hubara et al., "Improving Post Training Neural Quantization: Layer-wise Calibration and Integer
-Programming" (2020), Section 3.  Every conv2d / linear layer with a uniform ``IntFormat`` weight
-is optimized in turn (``quant.calibrate.layer_fit``): the mean squared error of its output,
+Programming" (2020), Section 3.  Every conv2d / linear layer with a uniform ``IntFormat`` or a
+group-wise ``GroupIntFormat`` weight (one scale per (output channel, group); its bias stays
+float) is optimized in turn (``quant.calibrate.layer_fit``): the mean squared error of its output,
 after its fused activation clamp, between the float layer on its float input and the quantized
 layer on its quantized input, over a weight perturbation, the bias and the weight scale(s).
 
@@ -45,13 +46,13 @@ from quant._validate import check_choice, check_float, check_int
 from quant.calibrate.layer_fit import LayerProblem, fit_layer
 from quant.calibrate.samples import (check_groups, generator, held_out_samples,
                                       stack_batches)
-from quant.calibrate.bias_correction import _check_reference
+from quant.calibrate.bias_correction import _check_reference, as_batches
 from quant.calibrate.state import CalibrationState, with_layer
 from quant.calibrate.ste import bias_code_limit, fake_quant_act, fake_quant_walk, model_tensors
 from quant.calibrate.walk import GraphWalk
 from quant.errors import QuantError
 from quant.execute import float_params
-from quant.formats import IntFormat
+from quant.formats import GroupIntFormat, IntFormat
 from quant.graph import WEIGHTED_OPS, LayerGraph
 
 MODES = ("sequential", "parallel")
@@ -107,8 +108,8 @@ class AdaQuantReport:
     Attributes:
         mode: "sequential" or "parallel".
         layers: one ``LayerReport`` per optimized layer, in graph order.
-        skipped: layer name -> why it was not optimized (weight format not a uniform
-            ``IntFormat``).
+        skipped: layer name -> why it was not optimized (weight format neither a uniform
+            ``IntFormat`` nor a ``GroupIntFormat``).
         seconds: wall time of the whole run.
         held_out: what the choices were made on: "k of N samples", or, with too few samples
             to hold any out, "a quarter of each layer's output positions".
@@ -164,8 +165,12 @@ def adaquant(state: CalibrationState, data: torch.Tensor | Iterable[torch.Tensor
 
     Args:
         state: the state to calibrate (e.g. ``quant.model.initial_state(...)``).
-        data: calibration inputs, one float tensor (N, ...) or batches of them; they are
-            concatenated, and every layer's inputs for all N samples are held at once.
+        data: calibration inputs, one float tensor (N, ...) or batches of them.  Each batch
+            is run through the model on its own (batches may differ in their axis 0: e.g.
+            sentences (T, hidden) of different lengths for a model whose axis 0 is the token
+            axis); the samples are the batches' axis 0 concatenated (N in all; ``groups``
+            labels them, e.g. by sentence), and every layer's inputs for all N are held at
+            once.
         mode: "sequential" (default) or "parallel" (module docstring).
         iters: Adam steps per layer (default 150).
         lr: Adam learning rate of the weights (default 5e-3), in code steps of the initial
@@ -215,15 +220,18 @@ def adaquant_with_report(state: CalibrationState,
                          f"Got {type(reference).__name__} instead.")
     _check_reference(state.graph, reference, owner)
     chosen, skipped = _eligible(state, layers)
-    x = stack_batches(data, owner)
+    batches = as_batches(data, owner)
+    x = stack_batches(batches, owner)
     held_out = held_out_samples(x.shape[0], seed, check_groups(groups, x.shape[0], owner))
 
     start = time.perf_counter()
     model = state.model()
     current = model_tensors(model)
     limit = bias_code_limit(state.config.bias_bits)
-    floats = GraphWalk(reference, x, float_params(reference))
-    fakes = fake_quant_walk(model, x, current) if mode == "sequential" else None
+    floats = _Walks([GraphWalk(reference, b, float_params(reference)) for b in batches])
+    fakes = (_Walks([fake_quant_walk(model, b, current) for b in batches])
+             if mode == "sequential" else None)
+    del x
     graph, weight_params, reports = state.graph, dict(state.weight_params), []
     with torch.no_grad():
         for index, name in enumerate(chosen):
@@ -252,10 +260,30 @@ def adaquant_with_report(state: CalibrationState,
                                        time.perf_counter() - t0, fit.fallback,
                                        fit.diverged_at))
             del prob, x_q, target
-    held = (f"{len(held_out)} of {x.shape[0]} samples" if held_out is not None
+    n = sum(b.shape[0] for b in batches)
+    held = (f"{len(held_out)} of {n} samples" if held_out is not None
             else "a quarter of each layer's output positions (fewer than 4 sample groups)")
     report = AdaQuantReport(mode, tuple(reports), skipped, time.perf_counter() - start, held)
     return AdaQuantResult(state.replace(graph=graph, weight_params=weight_params), report)
+
+
+class _Walks:
+    """One ``GraphWalk`` per calibration batch, walked in step; a layer's inputs and outputs
+    are the batches' ones concatenated along axis 0.  Each batch is run on its own, so a model
+    whose axis 0 is not a batch axis (a transformer encoder on one (T, hidden) token sequence)
+    sees each of its inputs alone, and batches may differ in their axis 0 (sentences of
+    different lengths)."""
+
+    def __init__(self, walks: list[GraphWalk]) -> None:
+        self.walks = walks
+
+    def inputs_of(self, name: str) -> list[torch.Tensor]:
+        per = [w.inputs_of(name) for w in self.walks]
+        return [torch.cat(ts) for ts in zip(*per)]
+
+    def step(self, weight: torch.Tensor | None = None,
+             bias: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.cat([w.step(weight, bias) for w in self.walks])
 
 
 def _eligible(state: CalibrationState, layers: Iterable[str] | None
@@ -278,9 +306,10 @@ def _eligible(state: CalibrationState, layers: Iterable[str] | None
         if name not in wanted:
             continue
         fmt = state.config.weight_format(name)
-        if isinstance(fmt, IntFormat):
+        if isinstance(fmt, (IntFormat, GroupIntFormat)):
             chosen.append(name)
         else:
-            skipped[name] = f"weight format {fmt.describe()} is not a uniform IntFormat"
+            skipped[name] = (f"weight format {fmt.describe()} is not a uniform IntFormat or "
+                             "GroupIntFormat")
     return chosen, skipped
 

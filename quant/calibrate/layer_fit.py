@@ -25,7 +25,7 @@ import torch
 from quant.calibrate.layer_rows import LayerRows
 from quant.calibrate.ste import bias_in_range, round_ste
 from quant.execute import OP_TABLE, apply_activation
-from quant.formats import QuantParams, fit_int_params
+from quant.formats import GroupParams, QuantParams, fit_group, fit_int_params
 from quant.formats.uniform_fit import (DEGENERATE_SCALE_RATIO, float32_at_least,
                                        settle_channel_scales)
 from quant.graph import LayerRecord
@@ -40,10 +40,11 @@ class LayerProblem:
         x_q: the quantized layer's input, float32, conv (N, C, H, W) / linear (N, ..., in).
         target: the float layer's output after its fused activation, float32 (N, K, OH, OW) /
             (N, ..., K).
-        params: the weight's initial ``QuantParams`` (uniform IntFormat, per tensor or axis 0).
+        params: the weight's initial ``QuantParams`` (uniform IntFormat, per tensor or axis 0)
+            or ``GroupParams`` (``GroupIntFormat``: one scale per (output channel, group)).
         input_scale: real value of one input code ``s_x``; the bias is stored as integer codes
-            of ``s_x · s_w``.
-        bias_limit: largest bias code magnitude allowed.
+            of ``s_x · s_w`` (``QuantParams``; a group layer keeps a float bias).
+        bias_limit: largest bias code magnitude allowed (unused for a group layer).
         weight_fq: the layer's current fake-quant weight (float32) and bias (float32 or None),
             the "before" of the comparison.
         held_out: indices (int64) of the samples (along N) kept out of training and used to
@@ -53,7 +54,7 @@ class LayerProblem:
     rec: LayerRecord
     x_q: torch.Tensor
     target: torch.Tensor
-    params: QuantParams
+    params: QuantParams | GroupParams
     input_scale: float
     bias_limit: int
     weight_fq: tuple[torch.Tensor, torch.Tensor | None]
@@ -66,8 +67,10 @@ class LayerFit:
 
     Attributes:
         weight: float32, the weight's shape: the decoded optimized codes ``(codes - zp) · s``.
-        bias: float32 (K,) optimized bias (its integer codes are in range), or None.
-        params: the optimized ``QuantParams`` (float32-exact scales, zero points unchanged).
+        bias: float32 (K,) optimized bias (its integer codes are in range; float for a group
+            layer), or None.
+        params: the optimized ``QuantParams`` or ``GroupParams`` (float32-exact scales, zero
+            points unchanged).
         mse_before / mse_after: mean squared error of the layer output (after its fused
             activation) against the float target, over all of ``x_q``, before and after.
         held_before / held_after: the same over the held-out output positions only (those of
@@ -79,7 +82,7 @@ class LayerFit:
 
     weight: np.ndarray
     bias: np.ndarray | None
-    params: QuantParams
+    params: QuantParams | GroupParams
     mse_before: float = math.nan
     mse_after: float = math.nan
     held_before: float = math.nan
@@ -108,6 +111,8 @@ class LayerFit:
         w = torch.from_numpy(self.weight.astype(np.float32))
         if self.bias is None:
             return w, None
+        if isinstance(self.params, GroupParams):  # the group format keeps a float bias
+            return w, torch.from_numpy(self.bias.astype(np.float32))
         scale = _bias_scale(self.params, input_scale, self.weight.shape[0])
         codes = np.rint(self.bias.astype(np.float64) / scale)
         return w, torch.from_numpy((codes * scale).astype(np.float32))
@@ -124,15 +129,26 @@ def _channel_view(a: torch.Tensor, ndim: int) -> torch.Tensor:
 
 class _Quantizer:
     """The differentiable quantized layer: latent weight ``u`` (code units of ``s0``), log
-    scale offset ``t``, bias offset ``beta``."""
+    scale offset ``t``, bias offset ``beta``.
 
-    def __init__(self, prob: LayerProblem, params: QuantParams, rms: torch.Tensor) -> None:
+    A group layer (``GroupParams``) holds ``u`` as blocks (K, G, group_size·R·S) of the weight
+    (``quant.formats.group``) and its scales (K, G) as (K, G, 1); ``weight()`` reshapes back.
+    Its bias stays float (no integer codes)."""
+
+    def __init__(self, prob: LayerProblem, params: QuantParams | GroupParams,
+                 rms: torch.Tensor) -> None:
         p, w = params, prob.rec.weight
-        self.fmt = p.fmt
-        nd = w.ndim
-        self.s0 = _channel_view(torch.tensor(np.asarray(p.scale), dtype=torch.float64), nd)
-        self.zp = _channel_view(torch.tensor(np.asarray(p.zero_point), dtype=torch.float64), nd)
-        u0 = torch.from_numpy(w.astype(np.float64)) / self.s0
+        self.group = isinstance(p, GroupParams)
+        self.fmt = p.fmt.code_format if self.group else p.fmt
+        self.params_fmt = p.fmt
+        self.shape = tuple(w.shape)
+        w64 = torch.from_numpy(w.astype(np.float64))
+        if self.group:
+            w64 = w64.reshape(p.channels, p.groups, -1)
+        nd = w64.dim()
+        self.s0 = self._view(torch.tensor(np.asarray(p.scale), dtype=torch.float64), nd)
+        self.zp = self._view(torch.tensor(np.asarray(p.zero_point), dtype=torch.float64), nd)
+        u0 = w64 / self.s0
         self.u = u0.to(torch.float32).requires_grad_(True)
         self.t = torch.zeros(np.asarray(p.scale).shape, dtype=torch.float32, requires_grad=True)
         self.s0_f, self.zp_f = self.s0.float(), self.zp.float()
@@ -141,6 +157,11 @@ class _Quantizer:
         self.rms = rms
         self.s_x = prob.input_scale
         self.limit = prob.bias_limit
+
+    def _view(self, a: torch.Tensor, ndim: int) -> torch.Tensor:
+        """A scale-shaped tensor (per tensor (), per channel (K,), per group (K, G)) shaped to
+        broadcast over ``u``."""
+        return a.unsqueeze(-1) if self.group else _channel_view(a, ndim)
 
     def snapshot(self) -> list[torch.Tensor]:
         return [v.detach().clone() for v in self.variables()]
@@ -160,32 +181,38 @@ class _Quantizer:
         return out
 
     def weight(self) -> torch.Tensor:
-        ratio = torch.exp(-_channel_view(self.t, self.u.dim()))
+        ratio = torch.exp(-self._view(self.t, self.u.dim()))
         codes = (round_ste(self.u * ratio) + self.zp_f).clamp(self.fmt.qmin, self.fmt.qmax)
-        return (codes - self.zp_f) * (self.s0_f / ratio)
+        return ((codes - self.zp_f) * (self.s0_f / ratio)).reshape(self.shape)
 
     def bias(self) -> torch.Tensor | None:
         if self.beta is None:
             return None
         b = self.b0 + self.rms * self.beta
+        if self.group:  # float bias: what QuantizedModel adds
+            return b.float()
         scale = self.s_x * (self.s0.reshape(-1) * torch.exp(self.t.double())).reshape(-1)
         codes = round_ste(b.double() / scale).clamp(-self.limit, self.limit)
         return (codes * scale).float()
 
-    def final(self) -> tuple[np.ndarray, np.ndarray | None, QuantParams]:
+    def final(self) -> tuple[np.ndarray, np.ndarray | None, QuantParams | GroupParams]:
         """Exact (numpy float64) codes of the optimized parameters, decoded."""
         with torch.no_grad():
-            s = (self.s0.reshape(-1) * torch.exp(self.t.double())).numpy()
+            s = (self.s0.reshape(-1) * torch.exp(self.t.double().reshape(-1))).numpy()
             if s.size > 1:  # the floor of settle_channel_scales (requantization multipliers)
                 s = np.maximum(s, s.max() * DEGENERATE_SCALE_RATIO)
             s = float32_at_least(s).reshape(tuple(self.t.shape))
-            w_latent = (self.u.double() * self.s0).numpy()
-            p0 = self.fmt
+            w_latent = (self.u.double() * self.s0).reshape(self.shape).numpy()
             zp = self.zp.reshape(-1).numpy().astype(np.int64).reshape(s.shape)
-            params = QuantParams(s, zp, 0 if s.ndim == 1 else None, p0)
+            if self.group:
+                params = GroupParams(s, zp, self.params_fmt)
+            else:
+                params = QuantParams(s, zp, 0 if s.ndim == 1 else None, self.fmt)
             weight = params.dequantize(params.quantize(w_latent)).astype(np.float32)
             if self.beta is None:
                 return weight, None, params
+            if self.group:
+                return weight, (self.b0 + self.rms * self.beta).numpy().astype(np.float32), params
             b = (self.b0 + self.rms * self.beta).numpy()
             scale = _bias_scale(params, self.s_x, weight.shape[0])
             return weight, bias_in_range(b, scale, self.limit), params
@@ -289,11 +316,15 @@ def _split(rows: LayerRows, held_out: torch.Tensor | None,
     return (order[cut:], order[:cut]) if cut else (order, order)
 
 
-def _initial_params(prob: LayerProblem) -> list[QuantParams]:
+def _initial_params(prob: LayerProblem) -> list[QuantParams | GroupParams]:
     """The layer's current weight parameters and a minimum-weight-MSE clipping fit (per channel:
     degenerate channels settled as ``QuantizedModel`` settles them, and a channel whose bias
-    codes would leave the allowed range at the fitted scale keeps its current scale)."""
+    codes would leave the allowed range at the fitted scale keeps its current scale; per
+    group: ``fit_group`` with MSE clipping, which settles degenerate blocks)."""
     fmt = prob.params.fmt
+    if isinstance(prob.params, GroupParams):
+        mse = fit_group(prob.rec.weight, dataclasses.replace(fmt, clipping="mse"))
+        return [prob.params, GroupParams(mse.scale, mse.zero_point, fmt)]
     mse = fit_int_params(prob.rec.weight, dataclasses.replace(fmt, clipping="mse"))
     mse = QuantParams(mse.scale, mse.zero_point, mse.axis, fmt)
     if mse.per_channel and prob.params.per_channel:
