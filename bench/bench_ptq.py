@@ -159,6 +159,19 @@ RECIPES: dict[str, Recipe] = {
     "hwsim W8A8": w8a8,
     "hwsim W4A8": w4a8,
 }
+def w4g32_adaquant(inp: PTQInput) -> quant.QuantizedModel:
+    """int4 weights with one scale per 32 input features (``quant.GroupIntFormat``), after
+    smoothing and the outlier split (32 outlier channels or none, so the split layers keep
+    whole groups), then sequential AdaQuant holding out whole sentences."""
+    from quant.calibrate import adaquant, smooth, split_outliers
+
+    state = inp.state(inp.weights(quant.GroupIntFormat(bits=4, group_size=32)))
+    state = smooth(state, inp.batches, seed=SEED)
+    state = split_outliers(state, inp.batches, counts=(0, 32), seed=SEED)
+    sentence = [i for i, b in enumerate(inp.batches) for _ in range(b.shape[0])]
+    return adaquant(state, inp.batches, seed=SEED, groups=sentence).model()
+
+
 # transformers only: SmoothQuant, then BERT's FFN outlier channels split off
 # (quant.calibrate.smooth, split_outliers; strengths chosen on held-out calibration samples)
 TRANSFORMER_RECIPES: dict[str, Recipe] = {
@@ -170,6 +183,7 @@ TRANSFORMER_RECIPES: dict[str, Recipe] = {
     "hwsim W4A8 smooth+split": lambda inp: quant.calibrate.split_outliers(quant.calibrate.smooth(
         inp.state(inp.weights(INT4_WEIGHTS, first_last=INT8_WEIGHTS)), inp.batches, seed=SEED),
         inp.batches, seed=SEED).model(),
+    "hwsim W4g32A8 smooth+split+adaquant": w4g32_adaquant,
 }
 # classifiers only: the pipelines' loss is the KL of the output softmax
 PIPELINE_RECIPES: dict[str, Recipe] = {
