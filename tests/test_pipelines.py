@@ -265,3 +265,13 @@ def test_hwsim_accelerator_prices_the_integer_program():
     assert any(o == W4A8 for o in res.choice.values())
     full = costs.price(LAYERS, (W8A8,))["latency_cycles"].sum()
     assert alloc.budgets["latency_cycles"] == pytest.approx(0.7 * full)
+
+
+def test_a_single_option_is_applied_not_ignored():
+    res = _run(PipelineConfig("light", options=(W4A8,)))
+    assert res.report.omega is None and res.report.allocation is None
+    assert "every layer int w4a8" in res.report.steps[1].text
+    qm = res.state.model()
+    for name in LAYERS:
+        assert qm.weight_format(name).bits == 4
+        assert np.abs(np.asarray(qm.weight_codes(name))).max() <= 7

@@ -161,6 +161,8 @@ def run_pipeline(model: nn.Module, config: Any, data: torch.Tensor | Iterable[to
     layers = tuple(r.name for r in graph if r.op in WEIGHTED_OPS
                    and r.name not in config.layer_weight)
     steps: list[StepReport] = []
+    # one option: every allocated layer takes it, nothing to choose; none: the config's formats
+    only = options[0] if len(options) == 1 else None
     if len(options) < 2:
         options = ()
     target = _log_probs(run_graph(graph, x, float_params(graph), keep=False)[graph.output_name])
@@ -189,7 +191,7 @@ def run_pipeline(model: nn.Module, config: Any, data: torch.Tensor | Iterable[to
                     f"{len(res.report.layers)} layers improved, {verdict}")
 
     policies = RANGE_CHOICES if pipe.ranges == "auto" else (pipe.ranges,)
-    tried = {p: calibrated(p, options[ref] if options else None) for p in policies}
+    tried = {p: calibrated(p, options[ref] if options else only) for p in policies}
     kls = {p: guard.kl(tried[p][0]) for p in policies}
     policy = min(policies, key=lambda p: (kls[p], policies.index(p)))
     states: list[CalibrationState] = [tried[policy][0]] * max(len(options), 1)
@@ -226,7 +228,9 @@ def run_pipeline(model: nn.Module, config: Any, data: torch.Tensor | Iterable[to
     else:
         state = states[0]
         steps.append(StepReport("integer_program", 0.0,
-                                "skipped: fewer than two options (the config's formats)"))
+                                "skipped: nothing to choose ("
+                                + (f"every layer {only.label})" if only else
+                                   "the config's formats)")))
 
     t0 = time.perf_counter()
     fit_on = x if held is None else x[training_samples(x.shape[0], held)]

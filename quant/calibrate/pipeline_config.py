@@ -39,7 +39,8 @@ class PipelineConfig:
       BN re-estimation -> bias tuning.
 
     With fewer than two ``options`` there is nothing to choose: ΔL and the integer program are
-    skipped (the report says so) and the pipeline calibrates the ``QuantConfig``'s formats.
+    skipped (the report says so); one option puts every allocated layer at it, none keeps the
+    ``QuantConfig``'s formats.
 
     Attributes:
         name: "light" or "advanced".
