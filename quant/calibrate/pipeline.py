@@ -208,7 +208,6 @@ def run_pipeline(model: nn.Module, config: Any, data: torch.Tensor | Iterable[to
     omega, allocation, choice = None, None, {}
     if options:
         t0 = time.perf_counter()
-        ref = _reference_option(options)
         omega = _measure_delta_loss(states, ref, layers, options, graph, x[held], target[held])
         steps.append(StepReport("delta_loss", time.perf_counter() - t0,
                                 f"{len(layers)} layers x {len(options)} options on "
