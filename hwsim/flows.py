@@ -47,7 +47,7 @@ def weight_format(family: str, bits: int, per_channel: bool = True,
     (signed symmetric, one scale per output channel and `group_size` input features). `clipping`:
     the range from the largest magnitude ("minmax") or by MSE search ("mse"); None: the
     family's default (int: minmax, apot: mse, as in the APoT paper's post-training setting;
-    multipoint searches each point's scale exactly and takes no clipping)."""
+    multipoint searches its points' scales (least squares) and takes no clipping)."""
     import quant
 
     if clipping is not None and clipping not in WEIGHT_CLIPPINGS:
@@ -63,7 +63,7 @@ def weight_format(family: str, bits: int, per_channel: bool = True,
             raise HwsimError("multipoint weights are per output channel; per-tensor scales do "
                              "not apply")
         if clipping is not None:
-            raise HwsimError("multipoint points search their scales exactly (least squares); a "
+            raise HwsimError("multipoint points search their scales (least squares refit); a "
                              "weight clipping does not apply")
         return quant.MultipointFormat(bits=bits, max_points=max_points)
     if family == "group":

@@ -39,30 +39,40 @@ class MultipointFormat:
     Attributes:
         bits: code width ``b`` of every point, 2..8; codes in ``[-L, L]``, ``L = 2^(b-1) - 1``.
         max_points: most points one channel may use, 1..64.
-        search: how the scale of a new point is searched on the residual ``r``:
-            "exact" (default): the code pattern, over all scales in ``(0, max|r| / L]``, that
+        search: how the points are searched, each on the residual ``r`` of the earlier ones:
+            "best" (default): per channel, the "exact" or the "grid" ladder of ``max_points``
+            points, whichever leaves the smaller ``||w_k - w_hat_k||^2`` with all
+            ``max_points`` points (a tie keeps "exact").  Guarantee: at ``max_points`` every
+            channel's residual is at most both the grid ladder's and the exact ladder's, so
+            any sum over channels is too; with fewer points (a prefix of the channel's ladder,
+            as adaptive points use) there is no such bound.  Cost: both ladders, about the
+            grid's (``multipoint_fit.best_ladder``).
+            "exact": the code pattern, over all scales in ``(0, max|r| / L]``, that
             leaves the least error after the refit, found exactly by a sweep over the
             breakpoints of the piecewise-constant codes.  At every step it is never worse than
-            any grid on that interval (each grid scale's pattern is one it ranks), and it is
-            faster than the 400-point grid: ``O(d L log L)`` per channel and point against
-            ``O(400 d)``.  A golden-section search is not offered: the error is not unimodal
-            in the scale (one local minimum per piece), so it can end worse than the grid.
+            any grid on that interval (each grid scale's pattern is one it ranks); cost
+            ``O(d L log L)`` per channel and point.  A golden-section search is not offered:
+            the error is not unimodal in the scale (one local minimum per piece), so it can
+            end worse than the grid.
             "grid": the best of ``grid_points`` scales ``max|r| / L · g / G`` by
-            ``||r - c q(c)||^2`` (the paper's setting, G = 400).  "maxabs": ``max|r| / L`` (no
+            ``||r - c q(c)||^2`` (the paper's setting, G = 400); cost ``O(G d)`` (numpy),
+            ``O(d log d + G min(d, L) log d)`` (numba kernel).  "maxabs": ``max|r| / L`` (no
             clipping; without refit, ``max|r_n| <= max|w| (2L)^-n``).  Whole greedy paths
             can differ after the first point, in either direction (a greedy step that is best
-            now is not always best for the later ones).
+            now is not always best for the later ones): hence "best".
         refit: after each new point, refit all the channel's scales by least squares
             (default); otherwise each point keeps the scale its search chose (exact: its own
             least-squares scale).
         grid_points: number of scales of the "grid" search, 1..100000 (default 400).
-        kernel: "numba" (default) or "numpy", the implementation of the "exact" search (the
-            same result; numpy is the reference, several times slower).
+        kernel: "numba" (default) or "numpy", the implementation of the "exact" and "grid"
+            searches, also inside "best" (numpy is the reference, several times slower; the
+            same result, except that the grid kernel ranks the grid's errors with other
+            rounding, so scales whose errors tie to about 1e-13 may be ranked the other way).
     """
 
     bits: int = 4
     max_points: int = 2
-    search: str = "exact"
+    search: str = "best"
     refit: bool = True
     grid_points: int = 400
     kernel: str = "numba"
@@ -83,9 +93,9 @@ class MultipointFormat:
 
     def describe(self) -> str:
         """Short name, e.g. ``mp4x2`` (4-bit points, up to 2 per channel), plus the search
-        when it is not "exact" and ``-norefit``."""
+        when it is not "best" (``mp4x2-exact``) and ``-norefit``."""
         name = f"mp{self.bits}x{self.max_points}"
-        if self.search != "exact":
+        if self.search != "best":
             name += f"-{self.search}"
         return name + ("" if self.refit else "-norefit")
 
@@ -291,8 +301,9 @@ def weight_rows(w: object, what: str) -> tuple[np.ndarray, tuple[int, ...]]:
 def fit_multipoint_ladder(w: np.ndarray, fmt: MultipointFormat) -> MultipointLadder:
     """Fit ``fmt.max_points`` points to every output channel of ``w`` (K, ...), finite.
 
-    Cost per channel and point (d values per channel): "exact" ``O(d log d + d L log L)``,
-    "grid" ``O(d · grid_points)``.
+    Cost per channel and point (d values per channel, G = grid_points): "exact"
+    ``O(d log d + d L log L)``, "grid" ``O(d log d + G min(d, L) log d)`` (numba kernel;
+    numpy ``O(G d)``), "best" both.
     """
     if not isinstance(fmt, MultipointFormat):
         raise QuantError(f"fit_multipoint needs a MultipointFormat; got {type(fmt).__name__}")

@@ -16,16 +16,26 @@ rows.  The codes of the first ``n`` points do not depend on how many points are 
 them, so one fit of ``P`` points holds every count ``n <= P``: ``scales[:, n - 1, :n]`` are the
 scales of the row's first ``n`` points when it uses ``n`` (with ``refit`` they change with
 ``n``; without, they are a prefix of ``scales[:, P - 1]``).
+
+The search "best" (``best_ladder``) is a choice between two whole ladders, not a step: each row
+keeps the "exact" or the "grid" ladder, whichever leaves the smaller ``||w - w_hat||^2`` with
+all ``P`` points.  Greedy paths of the two diverge after the first point, in either direction,
+so neither ladder is always the better one at ``P``; the row's pick is.  Its codes of the first
+``n`` points do depend on ``P`` (the pick is made at ``P``), but within one fit they are still
+a prefix, so the ladder holds every count ``n <= P`` as above.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from quant.errors import QuantError
 from quant.formats.multipoint_search import (exact_search, grid_search, maxabs_search,
                                              psd_pinv)
 
-SEARCHES = ("exact", "grid", "maxabs")
+SEARCHES = ("best", "exact", "grid", "maxabs")
+# The searches of one greedy step ("best" chooses between whole ladders: ``best_ladder``).
+STEP_SEARCHES = ("exact", "grid", "maxabs")
 KERNELS = ("numba", "numpy")
 
 
@@ -33,11 +43,19 @@ def search_point(residual: np.ndarray, levels: int, search: str, grid_points: in
                  basis: np.ndarray | None, kernel: str) -> tuple[np.ndarray, np.ndarray]:
     """Codes int8 (K, d) and search scale float64 (K,) of one new point per residual row.
 
+    ``search``: one of ``STEP_SEARCHES`` ("best" is not a step: ``best_ladder``).
     ``basis``: earlier codes int8 (K, m, d) to be refitted jointly (used by "exact" only).
-    ``kernel``: "numba" (the kernel in ``multipoint_kernels``) or "numpy" (the reference), for
-    "exact"; the other searches are numpy.
+    ``kernel``: "numba" (the kernels in ``multipoint_kernels``) or "numpy" (the reference), for
+    "exact" and "grid"; "maxabs" is numpy.
     """
+    if search not in STEP_SEARCHES:
+        raise QuantError(f"a greedy multipoint step searches with one of {STEP_SEARCHES}; got "
+                         f"{search!r} (\"best\" chooses between whole ladders: greedy_ladder)")
     if search == "grid":
+        if kernel == "numba":
+            from quant.formats.multipoint_kernels import grid_search_numba
+
+            return grid_search_numba(residual, levels, grid_points)
         return grid_search(residual, levels, grid_points)
     if search == "maxabs":
         return maxabs_search(residual, levels)
@@ -114,7 +132,7 @@ def _square_norm(r: np.ndarray) -> np.ndarray:
     return np.einsum("kd,kd->k", r, r)
 
 
-def greedy_ladder(rows: np.ndarray, levels: int, points: int, search: str = "exact",
+def greedy_ladder(rows: np.ndarray, levels: int, points: int, search: str = "best",
                   refit: bool = True, grid_points: int = 400, kernel: str = "numba"
                   ) -> tuple[np.ndarray, np.ndarray]:
     """Fit ``points`` points to every row of ``rows`` float64 (K, d) (finite).
@@ -122,8 +140,10 @@ def greedy_ladder(rows: np.ndarray, levels: int, points: int, search: str = "exa
     Returns ``(codes, scales)``: codes int8 (K, points, d) in ``[-levels, levels]``;
     scales float64 (K, points, points), ``scales[:, n - 1, :n]`` the scales with ``n`` points
     (zeros elsewhere).  Scales may be negative after the refit (rarely); ``MultipointParams``
-    folds such a sign into the codes.
+    folds such a sign into the codes.  ``search``: one of ``SEARCHES`` ("best": ``best_ladder``).
     """
+    if search == "best":
+        return best_ladder(rows, levels, points, refit, grid_points, kernel)
     k_rows, d = rows.shape
     codes = np.zeros((k_rows, points, d), dtype=np.int8)
     scales = np.zeros((k_rows, points, points), dtype=np.float64)
@@ -132,4 +152,31 @@ def greedy_ladder(rows: np.ndarray, levels: int, points: int, search: str = "exa
         kept = scales[:, n - 1, :n] if n else np.zeros((k_rows, 0))
         codes[:, n], scales[:, n, :n + 1], residual = greedy_step(
             rows, codes[:, :n], kept, residual, levels, search, refit, grid_points, kernel)
+    return codes, scales
+
+
+def ladder_square_errors(rows: np.ndarray, codes: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """``||rows_k - sum_j scales[k, P - 1, j] codes[k, j]||^2`` per row, float64 (K,): the
+    squared residual with all ``P`` points of a ladder (``greedy_ladder``'s arrays)."""
+    return _square_norm(rows - _combine(scales[:, -1], codes))
+
+
+def best_ladder(rows: np.ndarray, levels: int, points: int, refit: bool = True,
+                grid_points: int = 400, kernel: str = "numba") -> tuple[np.ndarray, np.ndarray]:
+    """The "best" ladder: per row, the "exact" or the "grid" ladder (``greedy_ladder``), whichever
+    leaves the smaller squared residual with all ``points`` points (``ladder_square_errors``;
+    a tie keeps "exact").  Same arguments and arrays as ``greedy_ladder``.
+
+    Guarantee: each row's squared residual with ``points`` points is the minimum of the two
+    ladders' (as ``ladder_square_errors`` computes it, the row's arrays being copied unchanged),
+    so at ``points`` it is at most the grid ladder's and at most the exact ladder's, row by
+    row, hence also for any sum over rows.  With fewer points ``n < points`` there is no such
+    bound (the row keeps the ladder that is better at ``points``); the residual is
+    non-increasing in ``n`` as in either ladder.  Cost: both ladders, i.e. about the grid's.
+    """
+    exact = greedy_ladder(rows, levels, points, "exact", refit, grid_points, kernel)
+    grid = greedy_ladder(rows, levels, points, "grid", refit, grid_points, kernel)
+    take_grid = ladder_square_errors(rows, *grid) < ladder_square_errors(rows, *exact)
+    codes = np.where(take_grid[:, None, None], grid[0], exact[0])
+    scales = np.where(take_grid[:, None, None], grid[1], exact[1])
     return codes, scales

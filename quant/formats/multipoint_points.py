@@ -10,7 +10,9 @@ refitted to the weights, not to this error, so a new point can (rarely) raise it
 is not kept and its channel gets no more, so every channel's error only falls.
 
 A channel's next point is fitted only when the channel is chosen, so a small budget costs
-little more than one point per channel.
+little more than one point per channel; except with the search "best", which picks each
+channel's ladder by its residual with all ``max_points`` points, so every point of every
+channel is fitted first (``multipoint_fit.best_ladder``) and the allocation reads from it.
 
 Budget: with no ``cost``, the number of extra points.  With ``cost``, the ``m``-th extra point
 of the layer (m = 1, 2, ...; whichever channel gets it) costs ``cost[m - 1]`` (an array) or
@@ -32,7 +34,7 @@ import numpy as np
 from quant.errors import QuantError
 from quant.formats.multipoint import (MultipointFormat, MultipointParams, assemble_params,
                                       weight_rows)
-from quant.formats.multipoint_fit import greedy_step
+from quant.formats.multipoint_fit import greedy_ladder, greedy_step
 
 # Input rows converted to float64 at a time when accumulating second moments.
 _CHUNK_VALUES = 1 << 22
@@ -233,7 +235,8 @@ def allocate_points(w: np.ndarray, fmt: MultipointFormat, inputs: CalibrationSta
             spend the budget unless every channel is exact.
     Ties go to the lower channel index.  A channel's next point is fitted only when it is
     chosen (the greedy step of ``multipoint_fit`` on that row), so the cost is one point per
-    channel plus one single-row step per extra point; the result equals selecting from
+    channel plus one single-row step per extra point (with the search "best": the whole ladder
+    of every channel, fitted first); the result equals selecting from
     ``fit_multipoint_ladder(w, fmt)``.
     """
     if not isinstance(fmt, MultipointFormat):
@@ -257,8 +260,15 @@ def allocate_points(w: np.ndarray, fmt: MultipointFormat, inputs: CalibrationSta
     stop = 0.0 if threshold is None else float(threshold)
 
     def step(sel: slice | np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if ladder is not None:     # "best": point n of the rows' ladders, as the step gives it
+            q, sc = ladder[0][sel, n], ladder[1][sel, n, :n + 1]
+            fitted = np.einsum("kj,kjd->kd", sc, ladder[0][sel, :n + 1].astype(np.float64))
+            return q, sc, rows[sel] - fitted
         return greedy_step(rows[sel], codes[sel, :n], scales[sel, :n], residual[sel],
                            fmt.levels, fmt.search, fmt.refit, fmt.grid_points, fmt.kernel)
+
+    ladder = None if fmt.search != "best" else greedy_ladder(
+        rows, fmt.levels, p, fmt.search, fmt.refit, fmt.grid_points, fmt.kernel)
 
     codes = np.zeros((k, p, d), dtype=np.int8)
     scales = np.zeros((k, p), dtype=np.float64)

@@ -24,7 +24,8 @@ worse than the grid (the step's exact optimum over the interval).  A golden-sect
 would need ``||r - c q(c)||^2`` to be unimodal in ``c``; it is not (one local minimum per
 piece), so it can stop in a local minimum worse than the grid: it is not offered.  Cost:
 ``O(d L log(d L))`` per row here; ``multipoint_kernels`` has the same search as a numba kernel
-(``O(d log d + d L log L)``, no ``d·L`` arrays), which the fit uses by default.
+(``O(d log d + d L log L)``, no ``d·L`` arrays), which the fit uses by default, and a numba
+kernel of the grid search (``grid_search_numba``; ``grid_search`` here is its reference).
 
 Every function takes ``r`` float64 (K, d) (finite) and the largest code ``levels = L >= 1``, and
 returns ``(codes, scale)``: ``codes`` int8 (K, d) in ``[-L, L]`` and ``scale`` float64 (K,)
