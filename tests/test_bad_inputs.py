@@ -13,7 +13,7 @@ The bad inputs are files under tests/data/bad/, named after their case:
 5. topology headers:        no_header.csv, wrong_header.csv
 6. SCALE-Sim CALC mode:     calc_mode_bandwidth_ignored.cfg
 7. messages:                cfg_errors.cfg, typo_clock_mz.yaml (and --set strings)
-8. ONNX ops not priced:     convtranspose.onnx
+8. ONNX ops not priced:     a GRU model the test writes (convtranspose.onnx is priced now)
 """
 from __future__ import annotations
 
@@ -413,16 +413,25 @@ def test_unlimited_bandwidth_is_accepted_in_yaml():
 
 
 # 8. ONNX ops the cost model cannot price -------------------------------------------------------
-def test_convtranspose_is_refused_not_dropped():
-    pytest.importorskip("onnx")
-    path = BAD / "convtranspose.onnx"
+def test_unpriced_op_is_refused_not_dropped(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    path = tmp_path / "gru.onnx"  # (ConvTranspose, refused here before, is priced now)
+    gru = helper.make_node("GRU", ["x", "w", "r"], ["y"], name="rnn", hidden_size=4)
+    graph = helper.make_graph(
+        [gru], "gru", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(np.zeros((1, 12, 2), np.float32), "w"),
+                     numpy_helper.from_array(np.zeros((1, 12, 4), np.float32), "r")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
     err = one_line_error("simulate", "--hw", HW, "--model", path)
-    assert err.endswith(f"{path}: node 'upsample' (ConvTranspose): cannot be priced: the cost "
-                        f"model has no layer shape for a transposed convolution, and leaving it "
-                        f"out would under-report the cost (supported: Conv, Gemm, MatMul)")
+    assert err.endswith(f"{path}: node 'rnn' (GRU): cannot be priced: the cost model has no "
+                        f"layer shape for a recurrent layer, and leaving it out would "
+                        f"under-report the cost (supported: Conv, ConvTranspose, Gemm, MatMul)")
     from hwsim.onnx import load_onnx_workload
 
-    with pytest.raises(HwsimError, match="'upsample' \\(ConvTranspose\\): cannot be priced"):
+    with pytest.raises(HwsimError, match="'rnn' \\(GRU\\): cannot be priced"):
         load_onnx_workload(path)
 
 

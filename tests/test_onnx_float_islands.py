@@ -1,6 +1,7 @@
 """Float islands: ONNX float ops that ONNX Runtime's quantizer leaves between DequantizeLinear and
 QuantizeLinear (HardSigmoid, HardSwish, Sigmoid, Tanh, Relu, Clip, Add, Sub, Mul, Div,
-BatchNormalization, GlobalAveragePool, ReduceMean, Flatten, Reshape), imported as one
+BatchNormalization, GlobalAveragePool, AveragePool, ReduceMean, MaxPool, Sum of N inputs, and
+the shape ops Flatten, Reshape, Transpose, Split, Slice, Squeeze, Unsqueeze), imported as one
 ``float_island`` node that ONNX Runtime matches bit for bit.
 
 How it is checked:
@@ -117,6 +118,34 @@ FLOAT_OP_CASES = {  # name: (nodes, float inputs (name -> shape), constants, ops
     "ReduceMean-5x5": ([helper.make_node("Relu", ["x"], ["r"]),
                         helper.make_node("ReduceMean", ["r"], ["y"], axes=[2, 3], keepdims=0)],
                        {"x": (8, 515, 5, 5)}, {}, 17),
+    "Sum-3": ([helper.make_node("Sum", ["x", "z", "w"], ["y"])],
+              {"x": (1 << 18,), "z": (1 << 18,), "w": (1 << 18,)}, {}, 13),
+    "Sum-5-broadcast": ([helper.make_node("Sum", ["x", "z", "w", "x", "c"], ["y"])],
+                        {"x": (64, 1, 128), "z": (64, 32, 128), "w": (32, 1)},
+                        {"c": F32(0.1)}, 13),
+    "MaxPool-3x3-s2-pad": ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3],
+                                             strides=[2, 2], pads=[1, 1, 1, 1])],
+                           {"x": (4, 64, 57, 56)}, {}, 13),
+    "MaxPool-2x2-ceil": ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2, 2],
+                                           strides=[2, 2], ceil_mode=1)],
+                         {"x": (4, 64, 29, 31)}, {}, 13),
+    "MaxPool-3x3-ceil-tail-pad": ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3],
+                                                    strides=[2, 2], pads=[0, 0, 2, 2],
+                                                    ceil_mode=1)], {"x": (4, 32, 8, 12)}, {}, 13),
+    "MaxPool-dilated-same": ([helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 2],
+                                               dilations=[2, 1], auto_pad="SAME_UPPER")],
+                             {"x": (2, 32, 17, 15)}, {}, 13),
+    "Transpose": ([helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1])],
+                  {"x": (4, 16, 9, 7)}, {}, 13),
+    "Slice-steps": ([helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["y"])],
+                    {"x": (4, 16, 9, 7)}, {"st": np.array([1, -1], np.int64),
+                                           "en": np.array([100, -8], np.int64),
+                                           "ax": np.array([1, 3], np.int64),
+                                           "sp": np.array([3, -2], np.int64)}, 13),
+    "Unsqueeze-Squeeze": ([helper.make_node("Unsqueeze", ["x", "ax"], ["u"]),
+                           helper.make_node("Relu", ["u"], ["r"]),
+                           helper.make_node("Squeeze", ["r", "ax"], ["y"])],
+                          {"x": (4, 16, 9)}, {"ax": np.array([2], np.int64)}, 13),
 }
 
 
@@ -256,6 +285,32 @@ ISLANDS = {
                            _n("ReduceMean", ["h"], axes=[-2, -1], keepdims=1)], {}, None, 17),
     "ReduceMean-opset18": ([_n("Relu", ["da"], "r"), _n("ReduceMean", ["r", "ax"], keepdims=0)],
                            {"ax": np.array([2, 3], np.int64)}, None, 18),
+    "Sum-3": ([_n("Sum", ["da", "db", "da"])], {}, "same", 13),
+    "Sum-4-gap": ([_n("Sum", ["da", "db", "k", "da"])], {"k": F32(0.375)}, "gap", 13),
+    "MaxPool-3x3-s2-pad": ([_n("MaxPool", ["da"], kernel_shape=[3, 3], strides=[2, 2],
+                               pads=[1, 1, 1, 1])], {}, None, 13),
+    "MaxPool-hswish-ceil": ([_n("HardSwish", ["da"], "h"),
+                             _n("MaxPool", ["h"], kernel_shape=[2, 2], strides=[2, 2],
+                                ceil_mode=1)], {}, None, 17),
+    "Transpose": ([_n("Transpose", ["da"], perm=[0, 3, 1, 2])], {}, None, 13),
+    "Reshape-Transpose-shuffle": ([_n("Reshape", ["da", "sh"], "r"),
+                                   _n("Transpose", ["r"], "t", perm=[0, 2, 1, 3]),
+                                   _n("Reshape", ["t", "back"])],
+                                  {"sh": np.array([0, 0, 1, -1], np.int64),
+                                   "back": np.array([0, -1], np.int64)}, None, 13),
+    "Split-second": ([helper.make_node("Split", ["da", "sp"], ["p", "q"], axis=1),
+                      _n("Mul", ["q", "k"])],
+                     lambda rng, c: {"sp": np.array([1, c - 1], np.int64), "k": F32(0.75)},
+                     None, 13),
+    "Split-sum": ([helper.make_node("Split", ["da"], ["p", "q"], axis=-1, num_outputs=2),
+                   _n("Sum", ["p", "k", "p"])], {"k": F32(-0.5)}, None, 18),
+    "Slice-relu": ([_n("Slice", ["da", "st", "en", "ax", "sp"], "s"), _n("Relu", ["s"])],
+                   {"st": np.array([1, 0], np.int64), "en": np.array([-1, 100], np.int64),
+                    "ax": np.array([2, 3], np.int64), "sp": np.array([1, 2], np.int64)},
+                   None, 13),
+    "Unsqueeze-Squeeze": ([_n("Unsqueeze", ["da", "ax"], "u"), _n("Relu", ["u"], "r"),
+                           _n("Squeeze", ["r", "ax"])], {"ax": np.array([2], np.int64)},
+                          None, 13),
 }
 SHAPES = [(4, 16, 16, 16), (3, 24, 7, 7), (2, 40, 5, 9), (5, 3, 11, 13)]
 REDUCED_SHAPES = [(8, 64, 7, 7), (6, 40, 5, 9), (16, 24, 3, 3), (2, 96, 14, 14), (9, 7, 11, 13)]
@@ -350,7 +405,7 @@ def _in_node_order(node, codes):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_islands_on_codes_equal_ort(dtype):
-    """26 island kinds x 12 scale sets, about 1.2 million outputs per dtype."""
+    """36 island kinds x 12 scale sets, about 2.2 million outputs per dtype."""
     _run_islands(dtype, 12, seed=11 + np.dtype(dtype).itemsize * (dtype == np.int8)).report(
         10 ** 6, 0.01)
 
@@ -363,7 +418,10 @@ def test_islands_on_codes_equal_ort_many_scale_sets(dtype):
 
 @pytest.mark.parametrize("name", ["SiLU", "Tanh", "SE-gate", "BatchNormalization-relu",
                                   "GlobalAveragePool-hsig", "ReduceMean-hswish",
-                                  "hard-swish-by-hand", "Clip", "AveragePool-relu"])
+                                  "hard-swish-by-hand", "Clip", "AveragePool-relu", "Sum-4-gap",
+                                  "MaxPool-3x3-s2-pad", "MaxPool-hswish-ceil",
+                                  "Reshape-Transpose-shuffle", "Split-second", "Split-sum",
+                                  "Slice-relu", "Unsqueeze-Squeeze"])
 def test_fast_kernels_equal_their_references(name):
     nodes, consts, second, opset = ISLANDS[name]
     rng = np.random.default_rng(len(name))

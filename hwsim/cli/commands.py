@@ -174,7 +174,7 @@ def _onnx_uncosted(model: str) -> list[dict]:
     out = []
     for node in onnx_model.graph.node:
         default = node.domain in ("", "ai.onnx")
-        if default and (node.op_type in ("Conv", "Constant") or (
+        if default and (node.op_type in ("Conv", "ConvTranspose", "Constant") or (
                 node.op_type in _DENSE and len(node.input) > 1 and node.input[1] in weights)):
             continue
         op = node.op_type if default else f"{node.domain}:{node.op_type}"

@@ -47,9 +47,12 @@ class OpDef:
         run / run_reference: ``(node, input codes) -> (output codes, overflow count or None)``;
             the fast path and the slow int64 definition, equal on every input.
         workload: ``workload(program, node, batch) -> LayerShape`` for ops a compute unit runs
-            (conv, linear, matmul and the like), None for ops the cost model does not price
-            (pooling, residual adds, reshapes and vector ops; see ``not_costed``).
-        not_costed: why an op without ``workload`` is not priced (shown in reports).
+            (conv, linear, matmul and the like), or a list of LayerShapes for a node holding
+            several layers (a float island's transposed convolutions; possibly none); None for
+            ops the cost model does not price (pooling, residual adds, reshapes and vector ops;
+            see ``not_costed``).
+        not_costed: why an op without ``workload`` is not priced, or, beside a ``workload``,
+            which part of the op's work is not priced (shown in reports).
     """
 
     name: str

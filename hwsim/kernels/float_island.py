@@ -34,7 +34,8 @@ does; "fma" rounds a·b + c once. Each order was measured against onnxruntime 1.
   remaining whole packet if any, s = f32(f32(P0_0 + P0_2) + f32(P0_1 + P0_3)), then
   s += x[0..a-1] in order, then the values after the last whole packet in order; with fewer,
   s = x[0] + x[1] + ... in order.
-- Flatten, Reshape, Identity: the values unchanged.
+- Flatten, Reshape, Identity: the values unchanged. Transpose, Split, Squeeze, Unsqueeze,
+  MaxPool (exact) and Sum of N inputs (left to right): `float_island_ops`.
 
 Functions take the op's inputs (float32 arrays, or None for an omitted optional input) and its
 ONNX attributes; `FLOAT_OPS` maps each op type to its fast (vectorized numpy) and reference
@@ -51,8 +52,12 @@ from typing import Any
 
 import numpy as np
 
-from hwsim.errors import KernelError
+from hwsim.kernels import float_island_ops
+from hwsim.kernels.conv_transpose_f32 import (onnx_conv_transpose,
+                                             onnx_conv_transpose_reference)
+from hwsim.kernels.float_island_errors import FloatIslandError
 from hwsim.kernels.fma import fma_f32
+from hwsim.kernels.resize_linear_ort import onnx_resize, onnx_resize_reference
 from hwsim.kernels.mlas_float import (LOGISTIC_ALPHA, LOGISTIC_BETA, LOGISTIC_RANGE,
                                       leaky_relu_f32, logistic_f32)
 
@@ -68,10 +73,6 @@ TANH_BETA = tuple(_F32(v) for v in (1.19825839466702e-06, 1.18534705686654e-04,
                                    2.26843463243900e-03, 4.89352518554385e-03))  # b6 .. b0
 HARD_SWISH_ALPHA = _F32(1.0 / 6.0)
 PACKET = 4  # Eigen's float packet in ONNX Runtime's (SSE) build; MLAS's MLAS_FLOAT32X4
-
-
-class FloatIslandError(KernelError):
-    """A float-island op got operands or attributes it cannot compute."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -691,8 +692,6 @@ FLOAT_OPS: dict[str, FloatOpSpec] = {
     "Sigmoid": _spec(1, 1, _sigmoid, _sigmoid_ref),
     "Tanh": _spec(1, 1, _tanh, _tanh_ref),
     **{op: _spec(2, 2, *_binary(op)) for op in _BINARY},
-    # two-input Sum is ONNX Runtime's float32 a + b (more inputs: not imported)
-    "Sum": _spec(2, 2, *_binary("Add")),
     "BatchNormalization": _spec(5, 5, _bn, _bn_ref, (1, 2, 3, 4)),
     "GlobalAveragePool": _spec(1, 1, _gap, _gap_ref),
     "AveragePool": _spec(1, 1, _avgpool, _avgpool_ref),
@@ -700,6 +699,10 @@ FLOAT_OPS: dict[str, FloatOpSpec] = {
     "Flatten": _spec(1, 1, _flatten),
     "Reshape": _spec(2, 2, _reshape, constant_inputs=(1,)),
     "Identity": _spec(1, 1, _identity),
+    **float_island_ops.ops(_spec),  # Transpose, Split, Squeeze, Unsqueeze, MaxPool, Sum
+    # W and B are constants (QDQ: DequantizeLinear of constants); order: conv_transpose_f32
+    "ConvTranspose": _spec(2, 3, onnx_conv_transpose, onnx_conv_transpose_reference, (1, 2)),
+    "Resize": _spec(1, 4, onnx_resize, onnx_resize_reference, (1, 2, 3)),  # resize_linear_ort
 }
 
 

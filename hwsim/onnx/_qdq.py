@@ -3,8 +3,8 @@
 A float op whose operands are dequantized codes becomes a `FloatOp`; the QuantizeLinear that
 consumes it folds DQ -> op -> Q into one integer node with the semantics ONNX Runtime gives the
 fused op (QLinearConv, QGemm, QLinearMatMul, QLinearAdd, QLinearGlobalAveragePool, and the
-float32 QLinear ops of `_qlinear_ops`; MaxPool, Flatten and Reshape run on the codes when the Q
-and DQ parameters agree).
+float32 QLinear ops of `_qlinear_ops`; MaxPool, Flatten, Reshape, Transpose, Split, Slice,
+Squeeze and Unsqueeze run on the codes when the Q and DQ parameters agree).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from hwsim.onnx._model import attributes
 from hwsim.onnx._values import Dequantized, DequantizedConst, FloatInput, FloatOp, QTensor, Quant
 
 FOLDABLE = ("Conv", "Gemm", "MatMul", "Add", "GlobalAveragePool", "MaxPool", "Flatten",
-            "Reshape", "Resize") + tuple(op for op in _qlinear_ops.FOLDS if op != "Add")
+            "Reshape", "Transpose", "Split", "Slice", "Squeeze", "Unsqueeze", "Resize") + tuple(
+                op for op in _qlinear_ops.FOLDS if op != "Add")
 
 
 def quantize_linear(imp, node, ins):
@@ -83,7 +84,7 @@ def fold(imp, fop: FloatOp, q_node, yq: Quant) -> QTensor:
     if node.op_type == "GlobalAveragePool":
         x, xq = _dequantized(imp, node, ins[0], "X")
         return b.global_avgpool(node, out, x, xq, yq)
-    # MaxPool / Flatten / Reshape / Resize: the codes pass through when Q undoes DQ exactly.
+    # MaxPool / shape ops / Resize: the codes pass through when Q undoes DQ exactly.
     x, xq = _dequantized(imp, node, ins[0], "X")
     if not yq.same_as(xq):
         raise imp.model.fail(node, f"{node.op_type} between DequantizeLinear and QuantizeLinear "
@@ -95,6 +96,14 @@ def fold(imp, fop: FloatOp, q_node, yq: Quant) -> QTensor:
         return _qoperator.emit_flatten(imp, node, x, out)
     if node.op_type == "Resize":
         return _resize.emit_resize(imp, node, x, list(ins[1:]), out)
+    if node.op_type == "Transpose":
+        return _qoperator.emit_transpose(imp, node, x, out)
+    if node.op_type in ("Squeeze", "Unsqueeze"):
+        return _qoperator.emit_squeeze(imp, node, x, ins[1], out)
+    if node.op_type == "Slice":
+        return _qoperator.emit_slice(imp, node, x, list(ins[1:]), out)
+    if node.op_type == "Split":
+        return _qoperator.emit_split(imp, node, x, ins[1], getattr(fop, "index", 0), out)
     return _qoperator.emit_reshape(imp, node, x, ins[1], out)
 
 

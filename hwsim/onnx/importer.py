@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from hwsim.ir import IntProgram, check_program
-from hwsim.onnx import _float_island, _qdq, _qlinear_ops, _qoperator, _resize
+from hwsim.onnx import (_conv_transpose, _float_island, _qdq, _qlinear_ops, _qoperator,
+                        _resize)
 from hwsim.onnx._builder import ProgramBuilder
 from hwsim.onnx._model import ModelSource, OnnxModel, load_model, node_label, static_dims
 from hwsim.onnx._values import (CODE_DTYPES, Dequantized, DequantizedConst, FloatInput,
@@ -19,14 +20,17 @@ from hwsim.onnx._values import (CODE_DTYPES, Dequantized, DequantizedConst, Floa
 from hwsim.onnx.errors import OnnxImportError
 
 _HANDLERS = _float_island.with_float_islands({**_qoperator.HANDLERS, **_qdq.HANDLERS,
-                                               **_qlinear_ops.HANDLERS, **_resize.HANDLERS})
+                                               **_qlinear_ops.HANDLERS, **_resize.HANDLERS,
+                                               **_conv_transpose.HANDLERS})
 
 SUPPORTED = (
     "QOperator: QuantizeLinear (of the model input), QLinearConv, QLinearMatMul, "
     "com.microsoft QGemm, QLinearAdd, QLinearMul, QLinearGlobalAveragePool, "
     "QLinearAveragePool, QLinearSigmoid, QLinearLeakyRelu, QLinearSoftmax and QLinearConcat, "
-    "MaxPool, Resize (nearest), Flatten, Reshape (to (N, -1)), Identity, DequantizeLinear (of "
-    "the model output); "
+    "MaxPool, Resize (nearest; linear on codes of a QLinearConv chain), Flatten, Reshape, "
+    "Transpose, Split, Slice, Squeeze and "
+    "Unsqueeze (keeping the batch dimension first), Identity, DequantizeLinear (of the model "
+    "output); "
     "QDQ: DequantizeLinear -> " + " | ".join(_qdq.FOLDABLE) + " -> QuantizeLinear; "
     "float islands (float ops between DequantizeLinear and QuantizeLinear, run in float32): "
     + ", ".join(_float_island.SUPPORTED_OPS))

@@ -1,5 +1,5 @@
-"""Float (or QDQ) ONNX models as cost-model workloads: one LayerShape per Conv / Gemm / MatMul
-that multiplies by weights, with shapes from ONNX shape inference."""
+"""Float (or QDQ) ONNX models as cost-model workloads: one LayerShape per Conv / ConvTranspose /
+Gemm / MatMul that multiplies by weights, with shapes from ONNX shape inference."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from hwsim.onnx._builder import conv_geometry
 from hwsim.onnx._deps import require
 from hwsim.onnx._model import ModelSource, OnnxModel, attributes, load_model, static_dims
 from hwsim.onnx.errors import OnnxImportError
-from hwsim.workloads import LayerShape, linear_layer
+from hwsim.workloads import LayerShape, conv_transpose_layer, linear_layer
 
 _DENSE = ("Gemm", "MatMul")
 #: Ops that do MACs the cost model has no layer shape for: refused, never silently dropped.
 _UNPRICED = {
-    "ConvTranspose": "transposed convolution",
     "DeformConv": "deformable convolution",
     "LSTM": "recurrent layer", "GRU": "recurrent layer", "RNN": "recurrent layer",
     "ConvInteger": "integer convolution (a quantized model: use load_onnx_program)",
@@ -34,11 +33,13 @@ def load_onnx_workload(source: ModelSource, *, batch: int = 1, act_bits: int = 8
         dimension must be static: shapes come from `onnx.shape_inference`.
     act_bits, weight_bits: the operand widths recorded on every layer.
 
-    Emitted: 2-D Conv (kind "conv", groups, pads after auto_pad, dilation) and Gemm / MatMul
-    whose second operand is a weight (kind "linear": in = K, out = N, batch = the product of the
-    first operand's other dimensions). A MatMul of two activations multiplies no weights and is
-    not a layer here. Ops that do MACs on weights but have no layer shape here (ConvTranspose,
-    DeformConv, LSTM / GRU / RNN, and the integer / QOperator ops of quantized models) raise
+    Emitted: 2-D Conv (kind "conv", groups, pads after auto_pad, dilation), 2-D ConvTranspose
+    (priced as a captured transposed conv: the GEMM of its scatter form, real products only,
+    `hwsim.workloads.conv_transpose_layer`) and Gemm / MatMul whose second operand is a weight
+    (kind "linear": in = K, out = N, batch = the product of the first operand's other
+    dimensions). A MatMul of two activations multiplies no weights and is not a layer here.
+    Ops that do MACs on weights but have no layer shape here (DeformConv, LSTM / GRU / RNN,
+    and the integer / QOperator ops of quantized models) raise
     `OnnxImportError` naming the node ("cannot be priced"): dropping them would under-report the
     cost. Other ops do no MACs on weights. Names are the ONNX node names.
     """
@@ -53,13 +54,17 @@ def load_onnx_workload(source: ModelSource, *, batch: int = 1, act_bits: int = 8
         if node.op_type in _UNPRICED:
             raise model.fail(node, f"cannot be priced: the cost model has no layer shape for a "
                                    f"{_UNPRICED[node.op_type]}, and leaving it out would "
-                                   f"under-report the cost (supported: Conv, Gemm, MatMul)")
+                                   f"under-report the cost (supported: Conv, ConvTranspose, "
+                                   f"Gemm, MatMul)")
         if node.op_type == "Conv":
             layers.append(_conv_layer(model, node, shapes, batch, act_bits, weight_bits))
+        elif node.op_type == "ConvTranspose":
+            layers.append(_conv_transpose_layer(model, node, shapes, act_bits, weight_bits))
         elif node.op_type in _DENSE and node.input[1] in weights:
             layers.append(_linear_layer(model, node, shapes, act_bits, weight_bits))
     if not layers:
-        raise OnnxImportError(f"{model.label}: no Conv, Gemm or MatMul with weights to cost")
+        raise OnnxImportError(f"{model.label}: no Conv, ConvTranspose, Gemm or MatMul with "
+                              "weights to cost")
     return layers
 
 
@@ -117,6 +122,21 @@ def _conv_layer(model, node, shapes, batch, act_bits, weight_bits) -> LayerShape
         pad_top=pads[0], pad_left=pads[1], pad_bottom=pads[2], pad_right=pads[3],
         dilation_h=dilation[0], dilation_w=dilation[1], groups=groups, batch=x[0],
         act_bits=act_bits, weight_bits=weight_bits)
+
+
+def _conv_transpose_layer(model, node, shapes, act_bits, weight_bits) -> LayerShape:
+    """ONNX weights are (C, K/group, R, S): K = group * w[1] output channels."""
+    x = _shape(model, node, node.input[0], shapes)
+    if len(x) != 4:
+        raise model.fail(node, f"only 2-D transposed convolutions are costed; input shape {x}")
+    w = _shape(model, node, node.input[1], shapes, 4)
+    groups = int(attributes(node).get("group", 1))
+    if groups < 1 or x[1] % groups or w[0] != x[1]:
+        raise model.fail(node, f"group {groups}: input channels {x[1]} and weight shape {w} "
+                               "do not match")
+    return conv_transpose_layer(node.name or node.output[0], batch=x[0], in_h=x[2], in_w=x[3],
+                                in_channels=x[1], out_channels=w[1] * groups, kernel=w[2:],
+                                groups=groups, act_bits=act_bits, weight_bits=weight_bits)
 
 
 def _linear_layer(model, node, shapes, act_bits, weight_bits) -> LayerShape:

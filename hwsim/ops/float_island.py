@@ -30,7 +30,7 @@ from hwsim.ops._common import prepared
 FLOAT_ISLAND_UNIT = "vector-unit / float island"
 NOT_COSTED = (f"{FLOAT_ISLAND_UNIT}: float32 ops (dequantize, the ONNX float ops, quantize) of "
               "the vector unit, not a compute unit's MACs; the accelerator models do not price "
-              "them yet")
+              "them yet (an island's ConvTranspose is priced, as an 8-bit transposed conv)")
 _NODE_KEYS = ("name", "op", "inputs", "outputs", "attrs")
 
 
@@ -136,6 +136,39 @@ def _check(node: Node) -> list[str]:
     return errs
 
 
+def _island_layers(program, node: Node, batch: int) -> list:
+    """The island's ConvTranspose nodes as cost-model layers (`conv_transpose_layer`: the GEMM
+    of the scatter form), priced at the island input's code width and 8-bit weights, what an
+    accelerator running the quantized model would do (ONNX Runtime runs them in float32). A
+    ConvTranspose whose input is not one of the island's dequantized inputs has no known shape
+    here: WorkloadError naming it, never dropped."""
+    from hwsim.errors import WorkloadError
+    from hwsim.workloads.conv_transpose import conv_transpose_layer
+
+    layers = []
+    sources = {spec["tensor"]: i for i, spec in enumerate(node.attrs["inputs"])}
+    consts = None
+    for n in node.attrs["nodes"]:
+        if n["op"] != "ConvTranspose":
+            continue
+        consts = constants(node) if consts is None else consts
+        x_tensor, w_tensor = n["inputs"][0], n["inputs"][1]
+        if x_tensor not in sources or w_tensor not in consts:
+            raise WorkloadError(f"node {node.name!r} (float_island): ConvTranspose "
+                                f"{n['name']!r} reads {x_tensor!r} / {w_tensor!r}, not an island "
+                                "input and a constant weight: its shape is not known here, so "
+                                "it cannot be priced")
+        src = program.node(node.inputs[sources[x_tensor]])
+        _, c, h, w = (int(d) for d in src.out_shape)
+        wshape = consts[w_tensor].shape
+        groups = int(n["attrs"].get("group", 1))
+        layers.append(conv_transpose_layer(
+            f"{node.name}/{n['name'].lstrip('/')}", batch=batch, in_h=h, in_w=w, in_channels=c,
+            out_channels=int(wshape[1]) * groups, kernel=tuple(wshape[2:4]), groups=groups,
+            act_bits=int(src.out.bits), weight_bits=8))
+    return layers
+
+
 register_op(OpDef(
     "float_island", None, ("nodes", "inputs", "output", "constants"), ("constants",),
     "ONNX float ops run in float32 as ONNX Runtime runs them (a float island): x_i = "
@@ -143,4 +176,5 @@ register_op(OpDef(
     "saturate(round_half_even(f32(out / s_y)) + zp_y).",
     lambda node, args: _run(node, args, False),
     lambda node, args: _run(node, args, True),
-    optional_attrs=("ort_batch", "onnx_ops"), check=_check, not_costed=NOT_COSTED))
+    optional_attrs=("ort_batch", "onnx_ops"), check=_check, workload=_island_layers,
+    not_costed=NOT_COSTED))

@@ -27,6 +27,26 @@ def _transpose(node: Node, args: list) -> tuple:
     return np.ascontiguousarray(args[0].transpose(tuple(node.attrs["perm"]))), None
 
 
+def _slice(node: Node, args: list) -> tuple:
+    axis, start, stop = (int(node.attrs[k]) for k in ("axis", "start", "stop"))
+    step = int(node.attrs.get("step", 1))
+    index = [slice(None)] * args[0].ndim
+    index[axis] = slice(start, stop, step)
+    return np.ascontiguousarray(args[0][tuple(index)]), None
+
+
+def _slice_check(node: Node) -> list[str]:
+    axis, start, stop = (node.attrs[k] for k in ("axis", "start", "stop"))
+    step = node.attrs.get("step", 1)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (axis, start, stop, step)):
+        return [f"axis, start, stop and step must be ints; got {axis!r}, {start!r}, {stop!r}, "
+                f"{step!r}"]
+    if axis < 1 or not 0 <= start < stop or step < 1:
+        return [f"axis must be >= 1 (not the batch), 0 <= start < stop and step >= 1; got "
+                f"axis {axis}, {start}:{stop}:{step}"]
+    return []
+
+
 for _name, _arity, _attrs, _optional, _fn, _doc in (
     ("input", 0, (), ("onnx_input", "quantize"), _input,
      "The program input: integer codes of shape out_shape."),
@@ -37,3 +57,8 @@ for _name, _arity, _attrs, _optional, _fn, _doc in (
 ):
     register_op(OpDef(_name, _arity, _attrs, (), _doc, _fn, _fn, optional_attrs=_optional,
                       not_costed="the program input" if _name == "input" else _MOVES))
+
+register_op(OpDef("slice", 1, ("axis", "start", "stop"), (),
+                  "The entries start:stop:step (step >= 1, default 1) along attrs axis (one "
+                  "output of an ONNX Split, one axis of a Slice); codes unchanged.", _slice,
+                  _slice, optional_attrs=("step",), check=_slice_check, not_costed=_MOVES))

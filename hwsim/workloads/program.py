@@ -21,7 +21,8 @@ def program_workload(program: IntProgram, batch: int = 1) -> list[LayerShape]:
     for node in program.nodes():
         shape = op_def(node.op).workload
         if shape is not None:
-            layers.append(shape(program, node, batch))
+            priced = shape(program, node, batch)
+            layers.extend(priced if isinstance(priced, list) else [priced])
     if not layers:
         raise WorkloadError(f"program {program.name!r} has no node a compute unit runs "
                             "(conv, linear, matmul, ...) to cost")
@@ -29,6 +30,8 @@ def program_workload(program: IntProgram, batch: int = 1) -> list[LayerShape]:
 
 
 def uncosted_ops(program: IntProgram) -> dict[str, str]:
-    """Op -> why it is not priced, for the ops of `program` the cost model leaves out."""
+    """Op -> why it is not priced, for the ops of `program` whose work the cost model leaves
+    out, wholly or in part (a float island's float ops, beside the transposed convolutions it
+    prices)."""
     return {node.op: op_def(node.op).not_costed for node in program.nodes()
-            if op_def(node.op).workload is None and node.op != "input"}
+            if op_def(node.op).not_costed and node.op != "input"}
