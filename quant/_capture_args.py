@@ -37,6 +37,17 @@ SIGNATURES: dict[str, tuple[tuple[str, Any], ...]] = {
                     ("recompute_scale_factor", None), ("antialias", False)),
     "unsqueeze": (("input", _MISSING), ("dim", _MISSING)),
     "expand_as": (("input", _MISSING), ("other", _MISSING)),
+    "sub": (("input", _MISSING), ("other", _MISSING), ("alpha", 1)),
+    "div": (("input", _MISSING), ("other", _MISSING), ("rounding_mode", None)),
+    "conv2d": (("input", _MISSING), ("weight", _MISSING), ("bias", None), ("stride", 1),
+               ("padding", 0), ("dilation", 1), ("groups", 1)),
+    "conv_transpose2d": (("input", _MISSING), ("weight", _MISSING), ("bias", None),
+                         ("stride", 1), ("padding", 0), ("output_padding", 0), ("groups", 1),
+                         ("dilation", 1)),
+    "lrn": (("input", _MISSING), ("size", _MISSING), ("alpha", 1e-4),
+            ("beta", 0.75), ("k", 1.0)),
+    "split": (("tensor", _MISSING), ("split_size_or_sections", _MISSING), ("dim", 0)),
+    "chunk": (("input", _MISSING), ("chunks", _MISSING), ("dim", 0)),
 }
 
 

@@ -5,18 +5,32 @@ What is captured (see ``LayerRecord`` for attributes):
 * Conv2d (zeros padding; stride, dilation, groups) -> conv2d; Linear on (N, F) -> linear.
 * ConvTranspose2d (zeros padding; stride, padding, output_padding, dilation, groups; not called
   with output_size) -> conv_transpose2d, its weight stored output-channel major (LayerRecord).
-  F.conv_transpose2d is not captured (its weight is a parameter used directly).
+  F.conv2d / F.conv_transpose2d with a parameter (or constant) weight and bias -> the same
+  records as the modules.
 * BatchNorm2d is folded into the conv2d / conv_transpose2d it directly follows (per output
-  channel), when it is that conv's only
-  consumer; any other BatchNorm2d raises ``UnsupportedOpError``.
+  channel), when it is that conv's only consumer (and has no fused activation); any other
+  BatchNorm2d of an (N, C, H, W) tensor is a per-channel affine step (below).
+* Per-channel affine steps ``a_c x + b_c``: a standalone BatchNorm2d, and tensor * + - / a
+  constant (a Python number, or a parameter / buffer / tensor constant that broadcasts over the
+  channel axis only: a scalar, (C, 1, 1) or (1, C, 1, 1)); ``c - x`` too, ``c / x`` is not
+  affine.  Folded into the conv2d / conv_transpose2d (or, on (N, F), linear) producing x when
+  it is that layer's only consumer and has no fused activation, else a depthwise 1x1 conv2d
+  record (groups C, weight a (C, 1, 1, 1), bias b): the existing integer kernels, verification
+  and cost.  Any other constant operand raises ``UnsupportedOpError``.
 * ReLU / ReLU6 / Hardtanh / F.relu / F.relu6 / F.hardtanh / clamp: fused into the producing
   conv2d / linear / add as ``activation`` when that producer has no other consumer; otherwise a
   standalone ``clamp`` record.
-* tensor + tensor (operator.add, torch.add, Tensor.add) -> add (same shapes, alpha 1).
+* tensor + tensor (operator.add, torch.add, Tensor.add) -> add (same shapes, alpha 1); a
+  constant operand is a per-channel affine step (above).
 * MaxPool2d / AvgPool2d / AdaptiveAvgPool2d (output 1×1 -> global avgpool2d; other output sizes
   only when they divide the input evenly) and their functional forms.
 * torch.flatten / nn.Flatten / Tensor.flatten, and view / reshape to (N, -1) -> flatten.
 * torch.cat -> concat.  Dropout (eval mode), Identity and contiguous() are removed.
+* torch.split / torch.chunk / Tensor.split / Tensor.chunk along a dim after the batch: each
+  output read (``getitem``) -> slice (``axis``, ``start``, ``stop``); basic slicing
+  ``x[:, a:b]`` of one dim after the batch with step 1 -> slice (a full slice is the tensor).
+* nn.LocalResponseNorm / F.local_response_norm of an (N, C, H, W) tensor -> lrn (``size``,
+  ``alpha``, ``beta``, ``k``): run in float on a vector unit, like layernorm.
 * Transformer blocks: Linear on (T, F) token rows, torch.matmul / ``@`` / Tensor.matmul of two
   activations -> matmul; LayerNorm over the last dim -> layernorm; nn.GELU / F.gelu -> gelu;
   F.softmax / torch.softmax / Tensor.softmax -> softmax; view / reshape to other shapes ->
@@ -29,7 +43,7 @@ What is captured (see ``LayerRecord`` for attributes):
   operands of equal rank and batch dimension (a squeeze-excite gate (N, C, 1, 1) times the
   feature map (N, C, H, W)); ``Tensor.expand_as`` / ``expand`` feeding only such products is the
   same broadcast and is looked through.  A ReLU / clamp after a mul fuses into it.  Multiplying
-  by a constant is not captured.
+  by a constant is a per-channel affine step (above).
 * F.interpolate / nn.Upsample / nn.UpsamplingNearest2d / nn.UpsamplingBilinear2d of an
   (N, C, H, W) tensor -> resize.  Mode "nearest" / "nearest-exact": the source row and column
   of every output position, read off torch's own interpolation of an index grid, and the same
@@ -61,6 +75,8 @@ from torch import fx, nn
 from torch.ao.quantization import QuantStub
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
+from quant._capture_affine import (affine_of, batchnorm_affine, channel_vector, depthwise_weight,
+                                   fold_affine)
 from quant._capture_args import (bind, conv_padding, fold_batchnorm, pads4, pair, to_numpy_f32,
                                  transposed_to_output_major)
 from quant.errors import UnsupportedOpError
@@ -69,6 +85,10 @@ from quant.graph import FUSABLE_OPS, POINTWISE_FNS, LayerGraph, LayerRecord
 _DROPOUT_FUNCS = (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout)
 _FUNC_KINDS: dict[Callable, str] = {
     operator.add: "add", operator.iadd: "add", torch.add: "add",
+    operator.sub: "sub", operator.isub: "sub", torch.sub: "sub", torch.subtract: "sub",
+    operator.truediv: "div", operator.itruediv: "div", torch.div: "div", torch.divide: "div",
+    F.conv2d: "conv2d", F.conv_transpose2d: "conv_transpose2d",
+    torch.split: "split", torch.chunk: "chunk", F.local_response_norm: "lrn",
     torch.relu: "relu", F.relu: "relu", F.relu6: "relu6", F.hardtanh: "hardtanh",
     torch.clamp: "clamp", torch.clip: "clamp",
     torch.flatten: "flatten", torch.cat: "cat", torch.concat: "cat",
@@ -89,10 +109,12 @@ _METHOD_KINDS = {
     "reshape": "reshape", "contiguous": "identity", "matmul": "matmul", "softmax": "softmax",
     "transpose": "transpose", "permute": "permute", "mul": "mul", "mul_": "mul",
     "sigmoid": "sigmoid", "tanh": "tanh", "unsqueeze": "unsqueeze", "expand_as": "expand",
-    "expand": "expand",
+    "expand": "expand", "split": "split", "chunk": "chunk", "sub": "sub", "sub_": "sub",
+    "div": "div", "div_": "div",
 }
 # Kinds whose handler reads node.args itself.
-_SELF_BINDING = ("reshape", "transpose", "permute", "matmul", "softmax", "gelu", "expand")
+_SELF_BINDING = ("reshape", "transpose", "permute", "matmul", "softmax", "gelu", "expand",
+                 "split", "chunk")
 _DROPOUT_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 _POINTWISE_MODULES: dict[type, str] = {nn.Sigmoid: "sigmoid", nn.Hardsigmoid: "hardsigmoid",
                                        nn.Hardswish: "hardswish", nn.SiLU: "silu",
@@ -152,6 +174,9 @@ class _Capture:
         self.alias: dict[fx.Node, str] = {}
         self.input_name: str | None = None
         self._used_names: set[str] = set()
+        self.consts: dict[fx.Node, torch.Tensor] = {}  # get_attr nodes: parameters, buffers
+        # split / chunk nodes: (source record, axis, axis size, [(start, stop)] per output)
+        self.splits: dict[fx.Node, tuple[str, int, int, list[tuple[int, int]]]] = {}
 
     # ---- helpers -------------------------------------------------------------------------
     def unsupported(self, node: fx.Node, why: str = "") -> UnsupportedOpError:
@@ -175,6 +200,11 @@ class _Capture:
         """Record name producing tensor argument ``arg`` of ``node``."""
         if isinstance(arg, fx.Node) and arg in self.alias:
             return self.alias[arg]
+        if isinstance(arg, fx.Node) and arg in self.consts:
+            raise self.unsupported(node, f"parameter or buffer {arg.target!r} used directly "
+                                         "(only through supported modules, as a weight of "
+                                         "F.conv2d / F.conv_transpose2d, or as a per-channel "
+                                         "constant of * + - /)")
         what = "a constant" if not isinstance(arg, fx.Node) else f"non-tensor value {arg.name!r}"
         raise self.unsupported(node, f"an input is {what}, expected a tensor")
 
@@ -246,13 +276,174 @@ class _Capture:
             raise self.unsupported(node, "BatchNorm2d without running statistics")
         rec = self.fusable_producer(node, node.args[0],  # type: ignore[arg-type]
                                     ("conv2d", "conv_transpose2d"))
-        if rec is None or rec.activation is not None:
-            raise self.unsupported(
-                node, "BatchNorm2d must directly follow a conv2d (or conv_transpose2d) whose "
-                      "only consumer it is")
-        rec.weight, rec.bias = fold_batchnorm(rec.weight, rec.bias, bn)
-        rec.tail = node
-        self.alias[node] = rec.name
+        if rec is not None and rec.activation is None:
+            rec.weight, rec.bias = fold_batchnorm(rec.weight, rec.bias, bn)
+            rec.tail = node
+            self.alias[node] = rec.name
+            return
+        if len(self.shape(node)) != 4:
+            raise self.unsupported(node, f"standalone BatchNorm2d of a tensor of shape "
+                                         f"{self.shape(node)}; expected (N, C, H, W)")
+        a, b = batchnorm_affine(bn)  # not after a conv: a depthwise 1x1 conv of its own
+        self.depthwise_affine(node, self.unique(str(node.target)), node.args[0], a, b)
+
+    # ---- per-channel affine steps (constants) ----------------------------------------------
+    def const_value(self, v: object) -> np.ndarray | None:
+        """A constant operand (Python number, parameter / buffer, tensor) as float64, else None."""
+        if isinstance(v, bool):
+            return None
+        if isinstance(v, (int, float)):
+            return np.asarray(float(v))
+        if isinstance(v, fx.Node) and v in self.consts:
+            return self.consts[v].detach().cpu().double().numpy()
+        if isinstance(v, torch.Tensor):
+            return v.detach().cpu().double().numpy()
+        return None
+
+    def depthwise_affine(self, node: fx.Node, name: str, arg: object, a: np.ndarray,
+                         b: np.ndarray) -> None:
+        """``a_c x + b_c`` as a depthwise 1x1 conv2d record (weight a, bias b)."""
+        channels = int(a.shape[0])
+        attrs = {"stride": (1, 1), "padding": (0, 0, 0, 0), "dilation": (1, 1),
+                 "groups": channels}
+        self.add(node, name, "conv2d", (self.src(node, arg),), attrs=attrs,
+                 weight=depthwise_weight(a), bias=np.asarray(b, np.float64).astype(np.float32))
+
+    def affine(self, node: fx.Node, name: str, kind: str, a: dict) -> bool:
+        """``x op c`` / ``c op x`` with a constant ``c`` (kind mul / add / sub / div): folded into
+        the conv / linear producing x (its only consumer, no fused activation), else a
+        depthwise 1x1 conv2d. False if neither operand is a constant."""
+        x, y = a["input"], a["other"]
+        cx, cy = self.const_value(x), self.const_value(y)
+        if cx is None and cy is None:
+            return False
+        if cx is not None and cy is not None:
+            raise self.unsupported(node, f"{kind} of two constants (computed in the graph)")
+        if a.get("rounding_mode") is not None:
+            raise self.unsupported(node, f"div with rounding_mode={a['rounding_mode']!r}")
+        const_first = cx is not None
+        arg, c = (y, cx) if const_first else (x, cy)
+        alpha = a.get("alpha", 1)
+        if isinstance(alpha, fx.Node) or isinstance(arg, fx.Node) and arg in self.consts:
+            raise self.unsupported(node, f"{kind} with a tensor alpha or of two constants")
+        x_shape = self.shape(arg)  # type: ignore[arg-type]
+        vec = channel_vector(c, x_shape) if len(x_shape) >= 2 else None
+        if vec is None or self.shape(node) != x_shape:
+            raise self.unsupported(node, f"{kind} of a tensor {x_shape} and a constant of shape "
+                                         f"{tuple(np.shape(c))}: only a scalar or per-channel "
+                                         "(C, 1, 1) constant is captured (a per-channel affine)")
+        ab = affine_of(kind, vec, const_first, float(alpha))
+        if ab is None:
+            raise self.unsupported(node, "a constant divided by a tensor is not affine in it")
+        rec = self.fusable_producer(node, arg, ("conv2d", "conv_transpose2d", "linear"))
+        if rec is not None and rec.activation is None and (rec.op == "linear") == (
+                len(x_shape) == 2):
+            rec.weight, rec.bias = fold_affine(rec.weight, rec.bias, *ab)
+            rec.tail = node
+            self.alias[node] = rec.name
+            return True
+        if len(x_shape) != 4:
+            raise self.unsupported(node, f"{kind} of a tensor {x_shape} and a constant: a "
+                                         "standalone per-channel affine needs (N, C, H, W)")
+        self.depthwise_affine(node, name, arg, *ab)
+        return True
+
+    # ---- split / chunk / slicing, local response norm ------------------------------------------
+    def split(self, node: fx.Node) -> None:
+        """torch.split / chunk / Tensor.split / chunk: the sections along the split axis, read off
+        the traced output shapes; each ``getitem`` of the result becomes a slice record."""
+        x = node.args[0]
+        if node.op == "call_function":
+            kind = _FUNC_KINDS[node.target]  # type: ignore[index]
+        else:
+            kind = str(node.target)
+        a = bind(kind, node.args, dict(node.kwargs))
+        in_shape = self.shape(x)  # type: ignore[arg-type]
+        axis = int(a["dim"]) % len(in_shape)
+        metas = node.meta.get("tensor_meta")
+        if axis == 0 or not isinstance(metas, (tuple, list)) or not all(
+                isinstance(m, TensorMetadata) for m in metas):
+            raise self.unsupported(node, f"{kind} along dim {axis} of a tensor {in_shape}; only "
+                                         "along a dim after the batch")
+        bounds, start = [], 0
+        for m in metas:
+            stop = start + int(m.shape[axis])
+            bounds.append((start, stop))
+            start = stop
+        self.splits[node] = (self.src(node, x), axis, int(in_shape[axis]), bounds)
+
+    def getitem(self, node: fx.Node) -> None:
+        """One output of a split, or basic slicing ``x[:, a:b, c:d]`` (dims after the batch,
+        step 1) -> slice records, one per cut dim (a full slice is the tensor itself)."""
+        base, index = node.args[0], node.args[1]
+        if isinstance(base, fx.Node) and base in self.splits:
+            src, axis, size, bounds = self.splits[base]
+            start, stop = bounds[int(index)]  # type: ignore[call-overload]
+            cuts = [] if (start, stop) == (0, size) else [(axis, start, stop)]
+        else:
+            src = self.src(node, base)
+            cuts = self.slice_cuts(node, index, self.recs[src].out_shape)
+        shape = list(self.recs[src].out_shape)
+        for i, (axis, start, stop) in enumerate(cuts):
+            shape[axis] = stop - start
+            rec = self.add(node, self.func_name(node, "slice"), "slice", (src,),
+                           attrs={"axis": int(axis), "start": int(start), "stop": int(stop)})
+            rec.out_shape = tuple(shape)
+            src = rec.name
+        self.alias[node] = src
+
+    def slice_cuts(self, node: fx.Node, index: object,
+                   shape: tuple[int, ...]) -> list[tuple[int, int, int]]:
+        """(axis, start, stop) of every dim ``index`` narrows; refuses anything but slices with
+        step 1 of dims after the batch."""
+        items = index if isinstance(index, tuple) else (index,)
+        plain = len(items) <= len(shape) and all(
+            isinstance(it, slice) and not any(isinstance(v, fx.Node)
+                                              for v in (it.start, it.stop, it.step))
+            for it in items)
+        if not plain:
+            raise self.unsupported(node, f"indexing {index!r}: only slices with step 1 of dims "
+                                         "after the batch (x[:, a:b]) are captured")
+        cuts = []
+        for axis, it in enumerate(items):
+            start, stop, step = it.indices(int(shape[axis]))  # type: ignore[union-attr]
+            if (start, stop, step) == (0, int(shape[axis]), 1):
+                continue
+            if axis == 0 or step != 1 or stop <= start:
+                raise self.unsupported(node, f"indexing {index!r}: only non-empty slices with "
+                                             "step 1 of dims after the batch are captured")
+            cuts.append((axis, start, stop))
+        return cuts
+
+    def lrn(self, node: fx.Node, name: str, arg: object, size: int, alpha: float, beta: float,
+            k: float) -> None:
+        shape = self.shape(arg)  # type: ignore[arg-type]
+        if len(shape) != 4:
+            raise self.unsupported(node, f"local response norm of a tensor {shape}; only "
+                                         "(N, C, H, W)")
+        self.add(node, name, "lrn", (self.src(node, arg),),
+                 attrs={"size": int(size), "alpha": float(alpha), "beta": float(beta),
+                        "k": float(k)})
+
+    def functional_conv(self, node: fx.Node, name: str, kind: str, a: dict) -> None:
+        """F.conv2d / F.conv_transpose2d with a parameter (constant) weight and bias."""
+        w, b = self.const_value(a["weight"]), a["bias"]
+        bias = None if b is None else self.const_value(b)
+        if w is None or w.ndim != 4 or (b is not None and bias is None):
+            raise self.unsupported(node, f"F.{kind} whose weight / bias is not a parameter or "
+                                         "constant tensor (weight 4-D)")
+        w32 = w.astype(np.float32)
+        b32 = None if bias is None else bias.reshape(-1).astype(np.float32)
+        stride, dilation, groups = pair(a["stride"]), pair(a["dilation"]), int(a["groups"])
+        if kind == "conv2d":
+            geometry = _ConvGeometry(a["padding"], tuple(w.shape[2:]), dilation)
+            attrs = {"stride": stride, "padding": conv_padding(geometry),  # type: ignore[arg-type]
+                     "dilation": dilation, "groups": groups}
+            self.add(node, name, "conv2d", (self.src(node, a["input"]),), attrs=attrs,
+                     weight=w32, bias=b32)
+            return
+        self.transposed_conv(node, name, a["input"], w32, b32, stride, a["padding"],
+                             pair(a["output_padding"]), dilation, groups)
 
     def pool(self, node: fx.Node, name: str, kind: str, a: dict) -> None:
         src = self.src(node, a["input"])
@@ -452,18 +643,24 @@ class _Capture:
         if len(node.args) > 1 or node.kwargs:
             raise self.unsupported(node, "ConvTranspose2d called with output_size; set "
                                          "output_padding on the module instead")
-        stride, dilation = pair(m.stride), pair(m.dilation)
-        output_padding = pair(m.output_padding)
+        self.transposed_conv(node, self.unique(path), arg, to_numpy_f32(m.weight),
+                             to_numpy_f32(m.bias), pair(m.stride), m.padding,
+                             pair(m.output_padding), pair(m.dilation), int(m.groups))
+
+    def transposed_conv(self, node: fx.Node, name: str, arg: object, weight: np.ndarray,
+                        bias: np.ndarray | None, stride: tuple[int, int], padding: object,
+                        output_padding: tuple[int, int], dilation: tuple[int, int],
+                        groups: int) -> None:
+        """A conv_transpose2d record from torch's (C, K/groups, R, S) float32 weight."""
         for v, s, d in zip(output_padding, stride, dilation):
             if v >= max(s, d):
                 raise self.unsupported(node, f"ConvTranspose2d output_padding {output_padding} "
                                              f"must be smaller than max(stride, dilation) "
                                              f"on each axis; stride {stride}, dilation {dilation}")
-        attrs = {"stride": stride, "padding": pads4(m.padding), "output_padding": output_padding,
-                 "dilation": dilation, "groups": int(m.groups)}
-        weight = transposed_to_output_major(to_numpy_f32(m.weight), int(m.groups))
-        self.add(node, self.unique(path), "conv_transpose2d", (self.src(node, arg),),
-                 attrs=attrs, weight=weight, bias=to_numpy_f32(m.bias))
+        attrs = {"stride": stride, "padding": pads4(padding), "output_padding": output_padding,
+                 "dilation": dilation, "groups": groups}
+        self.add(node, name, "conv_transpose2d", (self.src(node, arg),), attrs=attrs,
+                 weight=transposed_to_output_major(weight, groups), bias=bias)
 
     def module(self, node: fx.Node) -> None:
         path = str(node.target)
@@ -527,6 +724,8 @@ class _Capture:
                      attrs={"dim": int(m.dim) % len(self.shape(node))})
         elif mtype in _POINTWISE_MODULES:
             self.pointwise(node, self.unique(path), _POINTWISE_MODULES[mtype], arg)
+        elif mtype is nn.LocalResponseNorm:
+            self.lrn(node, self.unique(path), arg, m.size, m.alpha, m.beta, m.k)
         elif mtype in _UPSAMPLE_MODULES:
             a = {"input": arg, "size": m.size, "scale_factor": m.scale_factor, "mode": m.mode,
                  "align_corners": m.align_corners,
@@ -554,8 +753,17 @@ class _Capture:
                 raise self.unsupported(node, "dropout with training=True (call model.eval() "
                                              "or pass training=self.training)")
             self.alias[node] = self.src(node, a["input"])
+        elif kind in ("add", "mul", "sub", "div") and self.affine(node, name, kind, a):
+            return
+        elif kind in ("sub", "div"):
+            raise self.unsupported(node, f"{kind} of two tensors; only a tensor and a scalar or "
+                                         "per-channel constant is captured")
         elif kind == "add":
             self.add_op(node, name, a)
+        elif kind in ("conv2d", "conv_transpose2d"):
+            self.functional_conv(node, name, kind, a)
+        elif kind == "lrn":
+            self.lrn(node, name, a["input"], a["size"], a["alpha"], a["beta"], a["k"])
         elif kind == "cat":
             rank = len(self.shape(node))
             srcs = tuple(self.src(node, t) for t in a["tensors"])
@@ -598,6 +806,10 @@ class _Capture:
         elif node.op == "call_module":
             self.module(node)
         elif node.op in ("call_function", "call_method"):
+            if node.target is operator.getitem and isinstance(node.args[0], fx.Node) and (
+                    node.args[0] in self.splits or _tensor_meta(node) is not None):
+                self.getitem(node)
+                return
             if _tensor_meta(node) is None and node.target in (
                     "size", getattr, operator.getitem, operator.mul, operator.floordiv):
                 return  # shape arithmetic (x.size(0), x.shape[0], c * h) feeding a reshape
@@ -617,11 +829,31 @@ class _Capture:
             if kind == "expand":
                 self.expand(node)
                 return
+            if kind in ("split", "chunk"):
+                self.split(node)
+                return
             a = ({} if kind in _SELF_BINDING else bind(arg_kind, node.args, dict(node.kwargs)))
             self.function(node, kind, a)
-        elif node.op == "get_attr":
-            raise self.unsupported(node, f"parameter or buffer {node.target!r} used directly "
-                                         "(only through supported modules)")
+        elif node.op == "get_attr":  # read by its consumers (weights, affine constants)
+            self.consts[node] = _attr_value(self.gm, str(node.target))
+
+
+@dataclass(frozen=True)
+class _ConvGeometry:
+    """What ``conv_padding`` reads of a Conv2d, for F.conv2d."""
+
+    padding: object
+    kernel_size: tuple[int, ...]
+    dilation: tuple[int, int]
+
+
+def _attr_value(gm: fx.GraphModule, target: str) -> torch.Tensor:
+    obj: object = gm
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    if not isinstance(obj, torch.Tensor):
+        raise UnsupportedOpError(f"get_attr {target!r} is a {type(obj).__name__}, not a tensor")
+    return obj
 
 
 class _Tracer(fx.Tracer):

@@ -164,12 +164,22 @@ def _resize(rec, xs, w, b):
     return x.index_select(2, rows).index_select(3, cols)
 
 
+def _slice(rec, xs, w, b):
+    a = rec.attrs
+    return xs[0].narrow(a["axis"], a["start"], a["stop"] - a["start"])
+
+
+def _lrn(rec, xs, w, b):
+    a = rec.attrs
+    return F.local_response_norm(xs[0], a["size"], a["alpha"], a["beta"], a["k"])
+
+
 OP_TABLE: dict[str, OpFn] = {
     "conv2d": _conv2d, "linear": _linear, "add": _add, "maxpool2d": _maxpool2d,
     "avgpool2d": _avgpool2d, "flatten": _flatten, "concat": _concat, "clamp": _clamp,
     "matmul": _matmul, "layernorm": _layernorm, "gelu": _gelu, "softmax": _softmax,
     "reshape": _reshape, "transpose": _transpose, "pointwise": _pointwise, "mul": _mul,
-    "resize": _resize, "conv_transpose2d": _conv_transpose2d,
+    "resize": _resize, "conv_transpose2d": _conv_transpose2d, "slice": _slice, "lrn": _lrn,
 }
 
 

@@ -15,7 +15,7 @@ from quant.errors import QuantError
 
 OPS = ("input", "conv2d", "linear", "add", "maxpool2d", "avgpool2d", "flatten", "concat", "clamp",
        "matmul", "layernorm", "gelu", "softmax", "reshape", "transpose", "pointwise", "mul",
-       "resize", "conv_transpose2d")
+       "resize", "conv_transpose2d", "slice", "lrn")
 WEIGHTED_OPS = ("conv2d", "linear")
 # Transposed convolutions: weighted like conv2d, but kept out of WEIGHTED_OPS so calibration
 # steps written for conv2d / linear leave them at their fitted weights. Their weight is stored
@@ -23,9 +23,9 @@ WEIGHTED_OPS = ("conv2d", "linear")
 CONV_TRANSPOSE_OPS = ("conv_transpose2d",)
 QUANTIZED_WEIGHT_OPS = WEIGHTED_OPS + CONV_TRANSPOSE_OPS
 # Ops computed in float on a vector unit (dequantize, fn, quantize), not as integer products.
-FLOAT_OPS = ("layernorm", "gelu", "softmax")
+FLOAT_OPS = ("layernorm", "gelu", "softmax", "lrn")
 # Ops that only move codes (output quantization = input quantization).
-MOVE_OPS = ("maxpool2d", "flatten", "reshape", "transpose", "resize")
+MOVE_OPS = ("maxpool2d", "flatten", "reshape", "transpose", "resize", "slice")
 # Ops whose output gets its own activation parameters (every op but the ones that move codes).
 REQUANTIZING_OPS = tuple(op for op in OPS if op not in MOVE_OPS)
 # Ops whose output may carry a fused activation clamp.
@@ -63,6 +63,10 @@ class LayerRecord:
             ``recompute_scale_factor`` (the interpolate call).
             conv_transpose2d: ``stride``, ``padding`` (top, left, bottom, right: rows / columns
             cropped from the full output), ``output_padding`` (oh, ow), ``dilation``, ``groups``.
+            slice: ``axis`` (>= 1), ``start``, ``stop`` (0 <= start < stop <= size; step 1; one
+            output of torch.split / chunk, or a basic-slicing getitem). lrn (local response
+            norm across channels, torch's F.local_response_norm): ``size``, ``alpha``,
+            ``beta``, ``k``.
         weight: float32, conv (K, C/groups, R, S), linear (out, in), layernorm gamma (C,);
             conv_transpose2d (K, C/groups, R, S) output-channel major: torch's (C, K/groups, R,
             S) with ``w[g*K/groups + o, i] = w_torch[g*C/groups + i, o]``, so axis 0 is the

@@ -18,9 +18,10 @@ Fake-quant semantics (the integer program matches these up to requantization rou
 * add: ``a_fq + b_fq``, clamp, ``fq``.  avgpool2d: ``avg(x_fq)``, ``fq``.  concat:
   ``fq(cat(...))``.  clamp: clamp, ``fq``.  maxpool2d / flatten / reshape / transpose: no new
   quantization (their output parameters are their input's).
-* matmul: ``fq(a_fq @ b_fq)`` (float32).  layernorm / gelu / softmax: the float32 torch op on
-  the fake-quant input (float parameters: LayerNorm's gamma and beta are not quantized), then
-  ``fq``: they run in float on a vector unit.
+* matmul: ``fq(a_fq @ b_fq)`` (float32).  layernorm / gelu / softmax / lrn: the float32 torch
+  op on the fake-quant input (float parameters: LayerNorm's gamma and beta are not quantized),
+  then ``fq``: they run in float on a vector unit (hwsim computes lrn in float64: within one
+  LSB).  slice: no new quantization.
 * pointwise (sigmoid, hardsigmoid, hardswish, silu, tanh): a lookup table over the input codes,
   ``T[c] = clamp(round_half_even(fn((c - zp_x) s_x) / s_y) + zp_y)`` with the real value
   computed exactly (``quant.pointwise``; ``lookup_table(name)``): the output is

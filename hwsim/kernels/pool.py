@@ -54,6 +54,25 @@ def _counts(o_n: int, s: int, pad_before: int, k: int, size: int, pad_after: int
     return np.maximum(np.minimum(start + k, size) - np.maximum(start, 0), 0)  # 0: window all padding
 
 
+def pool_counts(
+    in_hw: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    padding: tuple[int, int, int, int],
+    count_include_pad: bool,
+    ceil_mode: bool = False,
+) -> np.ndarray:
+    """The avg_pool2d divisor of every output position, int64 (OH, OW), without running a pool
+    (what ``sum_pool2d`` returns as ``count``), for an (H, W) input; padding (top, left, bottom,
+    right)."""
+    (h, w), (kh, kw), (sh, sw) = in_hw, kernel, stride
+    pt, pl, pb, pr = padding
+    oh = _pool_out_size("pool_counts (height)", h, pt, pb, kh, sh, 1, bool(ceil_mode))
+    ow = _pool_out_size("pool_counts (width)", w, pl, pr, kw, sw, 1, bool(ceil_mode))
+    return np.outer(_counts(oh, sh, pt, kh, h, pb, count_include_pad),
+                    _counts(ow, sw, pl, kw, w, pr, count_include_pad))
+
+
 def sum_pool2d(
     x: np.ndarray,
     x_zp: int,

@@ -13,6 +13,7 @@ from hwsim.ir import Node
 from hwsim.ir.specs import RequantMode
 from hwsim.kernels import (LINEAR_FRAC_BITS, dyadic_multiplier, dyadic_multiplier_pair,
                            exact_activation_table, linear_taps, mul_ratio, nearest_indices)
+from hwsim.kernels.pool import pool_counts
 from hwsim.lower.context import LoweringContext
 from hwsim.lower.registry import register_record_lowering
 
@@ -53,31 +54,41 @@ def _lower_flatten(ctx: LoweringContext, rec) -> Node:
 
 
 def _lower_avgpool(ctx: LoweringContext, rec) -> Node:
+    """Window sums requantized by s_x / (count s_y): one multiplier when every window has the
+    same divisor, else one per output position (torch avg_pool2d's divisors: count_include_pad
+    False with padding, ceil_mode windows clipped at the edge)."""
     a = rec.attrs
     x_q, out = ctx.tq(rec.inputs[0]), ctx.tq(rec.name)
     in_shape = ctx.qm.graph.records[rec.inputs[0]].out_shape
     if a.get("global"):
-        count = int(in_shape[2] * in_shape[3])
+        counts = np.array([int(in_shape[2] * in_shape[3])], dtype=np.int64)
         attrs = {"global": True, "kernel": [int(in_shape[2]), int(in_shape[3])], "stride": [1, 1],
                  "padding": [0, 0, 0, 0]}
     else:
-        if any(a["padding"]) and not a.get("count_include_pad", True):
-            raise ProgramError(f"layer {rec.name!r}: avg pool with padding and "
-                               "count_include_pad=False has no integer lowering yet")
-        if a.get("ceil_mode"):
-            raise ProgramError(f"layer {rec.name!r}: avg pool with ceil_mode=True has no integer "
-                               "lowering yet")
-        count = int(a["kernel"][0] * a["kernel"][1])
+        include, ceil = bool(a.get("count_include_pad", True)), bool(a.get("ceil_mode", False))
+        try:
+            grid = pool_counts(tuple(in_shape[2:]), tuple(a["kernel"]), tuple(a["stride"]),
+                               tuple(a["padding"]), include, ceil)
+        except KernelError as exc:
+            raise ProgramError(f"layer {rec.name!r} ({rec.module_path}): {exc}") from None
+        if tuple(grid.shape) != tuple(rec.out_shape[2:]) or not grid.all():
+            raise ProgramError(f"layer {rec.name!r} ({rec.module_path}): avg pool windows "
+                               f"{grid.shape} (divisors {np.unique(grid).tolist()}) do not match "
+                               f"the captured output {tuple(rec.out_shape[2:])}")
+        uniform = bool((grid == grid.flat[0]).all())
+        counts = grid.reshape(-1)[:1] if uniform else grid.reshape(-1)
         attrs = {"global": False, "kernel": list(a["kernel"]), "stride": list(a["stride"]),
                  "padding": list(a["padding"])}
+        if not uniform or ceil:
+            attrs.update(count_include_pad=include, ceil_mode=ceil)
     attrs.update(input_zero_point=x_q.zero_point, requant=ctx.requant_attrs(rec, out))
-    real = np.array([x_q.scale / (count * out.scale)])
+    real = x_q.scale / (counts.astype(np.float64) * out.scale)
     if ctx.requant is RequantMode.DYADIC:
         arrays = ctx.requant_arrays(real, None)
     else:  # ONNX Runtime's QLinear(Global)AveragePool: f32(s_x / f32(s_y * count))
         f32 = np.float32
-        arrays = {"rq_scale_f32": np.array([f32(x_q.scale) / f32(f32(out.scale) * f32(count))],
-                                           dtype=np.float32)}
+        arrays = {"rq_scale_f32": (f32(x_q.scale) / (f32(out.scale) * counts.astype(f32))
+                                   ).astype(f32)}
     return ctx.node(rec, "avgpool2d", out, attrs, arrays)
 
 
@@ -246,3 +257,25 @@ def _lower_conv_transpose(ctx: LoweringContext, rec) -> Node:
 
 
 register_record_lowering("conv_transpose2d", _lower_conv_transpose)
+
+
+def _lower_slice(ctx: LoweringContext, rec) -> Node:
+    """One output of a split (or a slice): the entries start:stop along axis; codes unchanged."""
+    a = rec.attrs
+    return _same_quant(ctx, rec, "slice", {"axis": int(a["axis"]), "start": int(a["start"]),
+                                           "stop": int(a["stop"])})
+
+
+def _lower_lrn(ctx: LoweringContext, rec) -> Node:
+    """Local response norm: a float64 vector-unit op on the dequantized codes (hwsim.ops.lrn),
+    requantized onto the record's output grid (the fake-quant model runs torch's float32 op)."""
+    x_q, out = ctx.tq(rec.inputs[0]), ctx.tq(rec.name)
+    a = rec.attrs
+    attrs = {"size": int(a["size"]), "alpha": float(a["alpha"]), "beta": float(a["beta"]),
+             "k": float(a["k"]), "input_zero_point": x_q.zero_point, "input_scale": x_q.scale,
+             "output_clamp": ctx.clamp(rec, out)}
+    return ctx.node(rec, "lrn", out, attrs)
+
+
+register_record_lowering("slice", _lower_slice)
+register_record_lowering("lrn", _lower_lrn)
