@@ -20,10 +20,21 @@ The model is built from the integer program alone (no torch). Mapping, per progr
     activation_lut
                com.microsoft QLinearSigmoid (fn sigmoid) / QLinearLeakyRelu (fn leaky_relu),
                when ONNX Runtime's float32 table (hwsim.kernels.lut) equals the node's table
-               entry for entry; an exactly rounded sigmoid table (quant's pointwise records)
-               usually does, and is refused where an entry differs
+               entry for entry (the form ONNX Runtime users expect); every other table
+               (hardswish, hardsigmoid, SiLU, tanh, a sigmoid table QLinearSigmoid rounds
+               otherwise) as Cast -> Gather of the node's own table (hwsim.onnx._export_tables),
+               exact by construction
+    conv_transpose2d
+               zero insertion on the codes (Unsqueeze / Pad with the input zero point /
+               Reshape / Slice) then QLinearConv with the flipped weights
+               (hwsim.onnx._export_conv_transpose); ONNX Runtime's CPU provider has no
+               QLinearConvTranspose kernel
     resize_nearest
                Resize (mode nearest) on the codes, with the node's scales and modes
+    resize_linear
+               the node's integer bilinear arithmetic in float64 ops that are exact (Gather,
+               Mul, Add, Round, Clip; hwsim.onnx._export_resize_linear): ONNX Runtime's
+               Resize (mode linear) rounds otherwise
 
 Codes: uint8 or int8 activations; conv / linear take u8 x s8, u8 x u8 or s8 x s8 (activations
 x weights; any weight zero points) and write their input's type, as ONNX Runtime's CPU kernels
@@ -31,8 +42,9 @@ do. A requantization clamp narrower than the code type (a fused ReLU / ReLU6 tha
 natural saturation, 7-bit codes stored in 8 bits) becomes a Clip on the codes after the op (and
 after the input QuantizeLinear). ONNX Runtime clamps to the full type range before rounding;
 rounding half to even is monotone and keeps integer bounds, so clamping afterwards gives the
-same codes as hwsim's clamp before rounding. (`load_onnx_program` does not read Clip yet: a
-model with Clips runs in ONNX Runtime but does not import back.)
+same codes as hwsim's clamp before rounding. (`load_onnx_program` does not read Clip yet, nor
+the plain integer / float64 constructions of Gather tables, zero-inserted transposed convs and
+bilinear resizes: such a model runs in ONNX Runtime but does not import back.)
 
 ONNX Runtime derives each requantization constant from the tensors' float32 scales (formulas in
 `hwsim.onnx.ort_semantics`). The export writes the program's scales as float32 and checks, per
@@ -65,14 +77,17 @@ from hwsim.kernels import activation_table, mul_ratio, nearest_indices, ort_outp
 from hwsim.kernels import requantize_float32
 from hwsim.onnx import ort_semantics as ort
 from hwsim.onnx._deps import require
+from hwsim.onnx._export_conv_transpose import emit_zero_inserted, flipped_weight
+from hwsim.onnx._export_resize_linear import emit_resize_linear, resize_linear_errors
+from hwsim.onnx._export_tables import emit_gather_table
 from hwsim.onnx.ort_cpu import pairs_decision
 
 OPSET = 17  # MaxPool and Clip on int8/uint8 need >= 12; per-axis Q/DQ >= 13
 IR_VERSION = 9
 ORT_ACCUMULATOR_BITS = 32
-EXPORTABLE_OPS = ("input", "conv2d", "linear", "add", "maxpool2d", "avgpool2d (global)", "flatten",
-                  "mul", "concat", "concat_lut", "activation_lut (sigmoid, leaky_relu)",
-                  "resize_nearest")
+EXPORTABLE_OPS = ("input", "conv2d", "linear", "conv_transpose2d", "add", "maxpool2d",
+                  "avgpool2d (global)", "flatten", "mul", "concat", "concat_lut",
+                  "activation_lut", "resize_nearest", "resize_linear")
 _CODE_DTYPES = (np.dtype(np.uint8), np.dtype(np.int8))
 _DENSE_TYPES = (("uint8", "int8"), ("uint8", "uint8"), ("int8", "int8"))  # ORT's CPU kernels
 _F32 = np.float32
@@ -102,7 +117,8 @@ def export_onnx(program: IntProgram, path: str | Path, *, float_input: bool = Fa
         machine's ONNX Runtime).
 
     A model with float input, float output and no intermediate outputs is what
-    `load_onnx_program` imports back.
+    `load_onnx_program` imports back (when it has no Clip and none of the plain-op
+    constructions: Gather tables, transposed convs, bilinear resizes; module docstring).
     """
     model = onnx_model(program, float_input=float_input, float_output=float_output,
                        intermediate_outputs=intermediate_outputs, int16_pairs=int16_pairs)
@@ -190,7 +206,8 @@ def _eight_bit(program: IntProgram, node: Node) -> bool:
 def _depthwise(node: Node) -> bool:
     w = node.arrays["weight"]
     groups = int(node.attrs.get("groups", 1))
-    return node.op == "conv2d" and groups > 1 and groups == w.shape[0] and w.shape[1] == 1
+    return (node.op in ("conv2d", "conv_transpose2d") and groups > 1 and groups == w.shape[0]
+            and w.shape[1] == 1)
 
 
 def _ort_accumulator(program: IntProgram, node: Node, int16_pairs: bool | None) -> tuple[str, str]:
@@ -222,7 +239,7 @@ def _zero_point_errors(node: Node, producers: list[Node], zps: list[int]) -> lis
 def _check_dense(program: IntProgram, node: Node, ins: list[Node], int16_pairs) -> list[str]:
     x = ins[0]
     w = node.arrays["weight"]
-    ort_op = "QLinearConv" if node.op == "conv2d" else "QGemm"
+    ort_op = "QGemm" if node.op == "linear" else "QLinearConv"
     errs = _zero_point_errors(node, ins, [node.attrs["input_zero_point"]])
     if (x.out.dtype.name, w.dtype.name) not in _DENSE_TYPES:
         errs.append(f"{ort_op} on this CPU takes {', '.join(' x '.join(t) for t in _DENSE_TYPES)}"
@@ -245,10 +262,15 @@ def _check_dense(program: IntProgram, node: Node, ins: list[Node], int16_pairs) 
                     "lower with engine='ort' (or requant='float32') for ONNX Runtime")
     if w.dtype in _CODE_DTYPES and not _same_accumulation(program, node, int16_pairs):
         mode, reason = _ort_accumulator(program, node, int16_pairs)
+        fix = ("lower with requant='float32', engine='ort', or pass the program through "
+               "hwsim.onnx.with_ort_accumulators")
+        if node.op == "conv_transpose2d":
+            fix = ("lower with an int32 wrapping accumulator (requant='float32', engine='ort')"
+                   if mode == AccumulatorMode.WRAP else
+                   "conv_transpose2d is exported as a QLinearConv and does not model int16 "
+                   "pairs; use int8 activations or uint8 weights")
         errs.append(f"accumulator {node.attrs['accumulator']} but ONNX Runtime accumulates as "
-                    f"{{'bits': 32, 'mode': {mode!r}}} here ({reason}); lower with "
-                    f"requant='float32', engine='ort', or pass the program through "
-                    f"hwsim.onnx.with_ort_accumulators")
+                    f"{{'bits': 32, 'mode': {mode!r}}} here ({reason}); {fix}")
     if not errs and _weight_scales(program, node) is None:
         errs.append("no float32 weight scales make ONNX Runtime's requantization scale "
                     "f32(f32(s_x s_w) / s_y) equal the node's rq_scale_f32")
@@ -354,13 +376,16 @@ def _clamp_of(node: Node) -> tuple[int, int]:
     return tuple(rq["clamp"]) if rq is not None else (node.out.qmin, node.out.qmax)
 
 
-def _check_activation(program: IntProgram, node: Node, ins: list[Node], int16_pairs) -> list[str]:
+def _qlinear_activation_errors(program: IntProgram, node: Node) -> list[str]:
+    """Why ONNX Runtime's QLinearSigmoid / QLinearLeakyRelu would not give the node's codes
+    ([] when it does). No activation_lut is refused: where this is not [], the export writes a
+    Gather of the node's own table."""
     a = node.attrs
     fn = a["fn"]
+    ins = [program.node(node.inputs[0])]
     ort_op = {"sigmoid": "QLinearSigmoid", "leaky_relu": "QLinearLeakyRelu"}.get(fn)
     if ort_op is None:
-        return [f"fn {fn!r} has no ONNX Runtime quantized op (QLinearSigmoid and "
-                "QLinearLeakyRelu are exported)"]
+        return [f"fn {fn!r} has no ONNX Runtime quantized op"]
     errs = _zero_point_errors(node, ins, [a["input_zero_point"]])
     errs += _same_type_errors(ort_op, ins, node) or _full_range(node, ins, ort_op)
     if errs:
@@ -434,10 +459,16 @@ def _check_resize(program: IntProgram, node: Node, ins: list[Node], int16_pairs)
     return errs
 
 
-_CHECKS = {"conv2d": _check_dense, "linear": _check_dense, "add": _check_add,
-           "avgpool2d": _check_avgpool, "maxpool2d": _check_maxpool, "flatten": _check_flatten,
-           "activation_lut": _check_activation, "mul": _check_mul, "concat": _check_concat,
-           "concat_lut": _check_concat, "resize_nearest": _check_resize}
+def _check_resize_linear(program: IntProgram, node: Node, ins: list[Node],
+                        int16_pairs) -> list[str]:
+    return resize_linear_errors(node, ins[0])
+
+
+_CHECKS = {"conv2d": _check_dense, "conv_transpose2d": _check_dense, "linear": _check_dense,
+           "add": _check_add, "avgpool2d": _check_avgpool, "maxpool2d": _check_maxpool,
+           "flatten": _check_flatten, "mul": _check_mul, "concat": _check_concat,
+           "concat_lut": _check_concat, "resize_nearest": _check_resize,
+           "resize_linear": _check_resize_linear}  # activation_lut: always exported
 
 
 def _same_f32(a: np.ndarray, b: np.ndarray) -> bool:
@@ -489,6 +520,7 @@ class _GraphBuilder:
         self.graph_inputs: list = []
         self.graph_outputs: list = []
         self._constants: set[str] = set()
+        self._node_names: set[str] = set()
 
     def const(self, name: str, value) -> str:
         if name not in self._constants:
@@ -505,8 +537,16 @@ class _GraphBuilder:
 
     def op(self, op_type: str, inputs: list[str], output: str, source: Node, *,
            domain: str = "", **attrs) -> str:
+        """Append one ONNX node writing `output`, named "<program node>/<op type>" (or
+        "<output>/<op type>" when a program node needs several of one type)."""
+        name = f"{source.name}/{op_type}"
+        if name in self._node_names:
+            name = f"{output}/{op_type}"
+        while name in self._node_names:
+            name += "'"
+        self._node_names.add(name)
         self.nodes.append(self.onnx.helper.make_node(
-            op_type, inputs, [output], name=f"{source.name}/{op_type}", domain=domain, **attrs))
+            op_type, inputs, [output], name=name, domain=domain, **attrs))
         return output
 
     def value_info(self, name: str, elem_type: int, shape: tuple[int, ...]):
@@ -567,6 +607,17 @@ def _emit_conv(g: _GraphBuilder, node: Node) -> None:
               group=int(a["groups"]))
 
 
+def _emit_conv_transpose(g: _GraphBuilder, node: Node) -> None:
+    x, a = node.inputs[0], node.attrs
+    conv_input = emit_zero_inserted(g, node)
+    w = flipped_weight(node)
+    ins = [conv_input, *g.qparams(x), *_weight_inputs(g, node, w), *g.qparams(node.name)]
+    if "bias" in node.arrays:
+        ins.append(g.const(f"{node.name}.bias", node.arrays["bias"].astype(np.int32)))
+    g.clamped(node, "QLinearConv", ins, kernel_shape=list(w.shape[2:]), strides=[1, 1],
+              pads=[0, 0, 0, 0], dilations=list(a["dilation"]), group=int(a["groups"]))
+
+
 def _emit_linear(g: _GraphBuilder, node: Node) -> None:
     x = node.inputs[0]
     bias = ""
@@ -576,9 +627,10 @@ def _emit_linear(g: _GraphBuilder, node: Node) -> None:
     g.clamped(node, "QGemm", ins, domain="com.microsoft", transB=1, alpha=1.0)
 
 
-def _weight_inputs(g: _GraphBuilder, node: Node) -> list[str]:
-    """[weight codes, per-channel float32 scales, per-channel zero points] initializers."""
-    w = node.arrays["weight"]
+def _weight_inputs(g: _GraphBuilder, node: Node, w: np.ndarray | None = None) -> list[str]:
+    """[weight codes (`w`, default the node's), per-channel float32 scales, per-channel zero
+    points] initializers."""
+    w = node.arrays["weight"] if w is None else w
     k = w.shape[0]
     zp = np.broadcast_to(np.asarray(node.arrays["weight_zero_point"]).reshape(-1), (k,))
     return [g.const(f"{node.name}.weight", w),
@@ -610,6 +662,9 @@ def _emit_flatten(g: _GraphBuilder, node: Node) -> None:
 
 
 def _emit_activation(g: _GraphBuilder, node: Node) -> None:
+    if _qlinear_activation_errors(g.program, node):
+        emit_gather_table(g, node)
+        return
     x = node.inputs[0]
     ins = [x, *g.qparams(x), *g.qparams(node.name)]
     if node.attrs["fn"] == "sigmoid":
@@ -642,7 +697,9 @@ def _emit_resize(g: _GraphBuilder, node: Node) -> None:
          nearest_mode=a["nearest_mode"])
 
 
-_EMIT = {"conv2d": _emit_conv, "linear": _emit_linear, "add": _emit_add,
+_EMIT = {"conv2d": _emit_conv, "conv_transpose2d": _emit_conv_transpose, "linear": _emit_linear,
+         "add": _emit_add,
          "avgpool2d": _emit_avgpool, "maxpool2d": _emit_maxpool, "flatten": _emit_flatten,
          "activation_lut": _emit_activation, "mul": _emit_mul, "concat": _emit_concat,
-         "concat_lut": _emit_concat, "resize_nearest": _emit_resize}
+         "concat_lut": _emit_concat, "resize_nearest": _emit_resize,
+         "resize_linear": emit_resize_linear}
