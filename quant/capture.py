@@ -16,12 +16,20 @@ What is captured (see ``LayerRecord`` for attributes):
   affine.  Folded into the conv2d / conv_transpose2d (or, on (N, F), linear) producing x when
   it is that layer's only consumer and has no fused activation, else a depthwise 1x1 conv2d
   record (groups C, weight a (C, 1, 1, 1), bias b): the existing integer kernels, verification
-  and cost.  Any other constant operand raises ``UnsupportedOpError``.
+  and cost.  Other constant operands: a constant record (below).
 * ReLU / ReLU6 / Hardtanh / F.relu / F.relu6 / F.hardtanh / clamp: fused into the producing
   conv2d / linear / add as ``activation`` when that producer has no other consumer; otherwise a
   standalone ``clamp`` record.
 * tensor + tensor (operator.add, torch.add, Tensor.add) -> add (same shapes, alpha 1); a
-  constant operand is a per-channel affine step (above).
+  constant operand is a per-channel affine step (above).  tensor - tensor (operator.sub,
+  torch.sub, Tensor.sub) -> sub (same shapes, alpha 1).
+* Any other constant operand of * + - / (a full-tensor constant such as a detection head's
+  anchor grid, or a scalar / per-channel constant on a tensor that is not (N, C, H, W) and does
+  not fold into its producer) -> a ``constant`` record (its value broadcast to the tensor's shape
+  after the batch, quantized like an activation; one record per distinct value) and add / sub /
+  mul of two tensors:
+  ``x + C``, ``C + x``, ``x - C`` (add of -C), ``C - x`` (sub), ``x * C``, ``x / C`` (mul by
+  1/C).  ``C / x`` and a constant varying over the batch raise ``UnsupportedOpError``.
 * MaxPool2d / AvgPool2d / AdaptiveAvgPool2d (output 1×1 -> global avgpool2d; other output sizes
   only when they divide the input evenly) and their functional forms.
 * torch.flatten / nn.Flatten / Tensor.flatten, and view / reshape to (N, -1) -> flatten.
@@ -177,6 +185,8 @@ class _Capture:
         self.consts: dict[fx.Node, torch.Tensor] = {}  # get_attr nodes: parameters, buffers
         # split / chunk nodes: (source record, axis, axis size, [(start, stop)] per output)
         self.splits: dict[fx.Node, tuple[str, int, int, list[tuple[int, int]]]] = {}
+        # constant records by (shape, float32 bytes) of their value
+        self.constants: dict[tuple[tuple[int, ...], bytes], str] = {}
 
     # ---- helpers -------------------------------------------------------------------------
     def unsupported(self, node: fx.Node, why: str = "") -> UnsupportedOpError:
@@ -329,9 +339,8 @@ class _Capture:
         x_shape = self.shape(arg)  # type: ignore[arg-type]
         vec = channel_vector(c, x_shape) if len(x_shape) >= 2 else None
         if vec is None or self.shape(node) != x_shape:
-            raise self.unsupported(node, f"{kind} of a tensor {x_shape} and a constant of shape "
-                                         f"{tuple(np.shape(c))}: only a scalar or per-channel "
-                                         "(C, 1, 1) constant is captured (a per-channel affine)")
+            self.constant_operand(node, name, kind, arg, c, const_first, float(alpha))
+            return True
         ab = affine_of(kind, vec, const_first, float(alpha))
         if ab is None:
             raise self.unsupported(node, "a constant divided by a tensor is not affine in it")
@@ -342,11 +351,59 @@ class _Capture:
             rec.tail = node
             self.alias[node] = rec.name
             return True
-        if len(x_shape) != 4:
-            raise self.unsupported(node, f"{kind} of a tensor {x_shape} and a constant: a "
-                                         "standalone per-channel affine needs (N, C, H, W)")
+        if len(x_shape) != 4:  # (N, F) or (N, C, L): no depthwise conv; a constant operand
+            self.constant_operand(node, name, kind, arg, c, const_first, float(alpha))
+            return True
         self.depthwise_affine(node, name, arg, *ab)
         return True
+
+    def constant_operand(self, node: fx.Node, name: str, kind: str, arg: fx.Node, c: np.ndarray,
+                         const_first: bool, alpha: float) -> None:
+        """``x op C`` with a constant ``C`` that is no per-channel affine (a full-tensor constant,
+        or any constant on a tensor that is not (N, C, H, W)): ``C`` (broadcast to x's shape
+        after the batch) becomes a ``constant`` record, quantized like an activation, and the op
+        an add / sub / mul of two tensors: x + C, x - C (as x + (-C)), C - x, x * C,
+        x / C (as x * (1/C))."""
+        x_shape, out_shape = self.shape(arg), self.shape(node)
+        try:
+            fits = tuple(np.broadcast_shapes(np.shape(c), x_shape)) == x_shape
+        except ValueError:
+            fits = False
+        if len(x_shape) < 2 or out_shape != x_shape or not fits or (
+                np.ndim(c) == len(x_shape) and np.shape(c)[0] != 1):
+            raise self.unsupported(node, f"{kind} of a tensor {x_shape} and a constant of shape "
+                                         f"{tuple(np.shape(c))}: the constant must broadcast onto "
+                                         "the tensor without varying over the batch")
+        if const_first and kind == "div":
+            raise self.unsupported(node, "a constant divided by a tensor (c / x) is not captured")
+        if const_first and alpha != 1:
+            raise self.unsupported(node, f"{kind} of a constant and alpha {alpha:g} times a tensor")
+        value = np.asarray(c, dtype=np.float64)
+        if kind == "div":
+            if not np.all(value != 0):
+                raise self.unsupported(node, "division by a constant holding zeros")
+            value = 1.0 / value
+        elif kind in ("add", "sub") and not const_first:
+            value = value * (alpha if kind == "add" else -alpha)
+        full = np.broadcast_to(value, (1, *x_shape[1:])).astype(np.float32)
+        if not np.all(np.isfinite(full)):
+            raise self.unsupported(node, f"{kind} with a constant holding NaN or inf")
+        assert self.input_name is not None
+        key = (full.shape, full.tobytes())
+        const_name = self.constants.get(key)  # one record per distinct constant
+        if const_name is None:
+            const_name = self.constants[key] = self.func_name(node, "constant")
+            self.recs[const_name] = _Rec(name=const_name, op="constant",
+                                         inputs=(self.input_name,),
+                                         module_path=_module_path_of(node), tail=node,
+                                         weight=np.ascontiguousarray(full), out_shape=x_shape)
+        x = self.src(node, arg)
+        if kind == "sub" and const_first:
+            self.add(node, name, "sub", (const_name, x))
+        else:
+            op = "mul" if kind in ("mul", "div") else "add"
+            self.add(node, name, op, (x, const_name) if not const_first or op == "mul"
+                     else (const_name, x))
 
     # ---- split / chunk / slicing, local response norm ------------------------------------------
     def split(self, node: fx.Node) -> None:
@@ -536,15 +593,17 @@ class _Capture:
         self.add(node, name, "softmax", (self.src(node, a["input"]),),
                  attrs={"dim": int(a["dim"]) % rank})
 
-    def add_op(self, node: fx.Node, name: str, a: dict) -> None:
+    def add_op(self, node: fx.Node, name: str, a: dict, op: str = "add") -> None:
+        """add / sub of two tensors of equal shapes (alpha 1)."""
         x, y = a["input"], a["other"]
         if not all(isinstance(v, fx.Node) and _tensor_meta(v) is not None for v in (x, y)):
-            raise self.unsupported(node, "add of a tensor and a constant")
+            raise self.unsupported(node, f"{op} of a tensor and a constant")
         if a["alpha"] != 1:
-            raise self.unsupported(node, "add with alpha != 1")
+            raise self.unsupported(node, f"{op} with alpha != 1")
         if self.shape(x) != self.shape(y):
-            raise self.unsupported(node, f"add with broadcasting {self.shape(x)} + {self.shape(y)}")
-        self.add(node, name, "add", (self.src(node, x), self.src(node, y)))
+            raise self.unsupported(node, f"{op} with broadcasting {self.shape(x)}, "
+                                         f"{self.shape(y)}; only equal shapes")
+        self.add(node, name, op, (self.src(node, x), self.src(node, y)))
 
     def pointwise(self, node: fx.Node, name: str, fn: str, arg: object) -> None:
         self.add(node, name, "pointwise", (self.src(node, arg),), attrs={"fn": fn})
@@ -755,9 +814,11 @@ class _Capture:
             self.alias[node] = self.src(node, a["input"])
         elif kind in ("add", "mul", "sub", "div") and self.affine(node, name, kind, a):
             return
-        elif kind in ("sub", "div"):
-            raise self.unsupported(node, f"{kind} of two tensors; only a tensor and a scalar or "
-                                         "per-channel constant is captured")
+        elif kind == "sub":
+            self.add_op(node, name, a, "sub")
+        elif kind == "div":
+            raise self.unsupported(node, "div of two tensors; only a tensor divided by a "
+                                         "constant is captured")
         elif kind == "add":
             self.add_op(node, name, a)
         elif kind in ("conv2d", "conv_transpose2d"):

@@ -65,6 +65,15 @@ def _add(rec, xs, w, b):
     return xs[0] + xs[1]
 
 
+def _sub(rec, xs, w, b):
+    return xs[0] - xs[1]
+
+
+def _constant(rec, xs, w, b):
+    """The record's constant (1, ...) repeated over the batch of its input (the graph input)."""
+    return w.expand(xs[0].shape[0], *w.shape[1:])
+
+
 def _pool_padding(rec: LayerRecord) -> tuple[int, int]:
     pad = _symmetric_padding(rec)
     if pad is None:
@@ -180,6 +189,7 @@ OP_TABLE: dict[str, OpFn] = {
     "matmul": _matmul, "layernorm": _layernorm, "gelu": _gelu, "softmax": _softmax,
     "reshape": _reshape, "transpose": _transpose, "pointwise": _pointwise, "mul": _mul,
     "resize": _resize, "conv_transpose2d": _conv_transpose2d, "slice": _slice, "lrn": _lrn,
+    "sub": _sub, "constant": _constant,
 }
 
 

@@ -15,7 +15,7 @@ from quant.errors import QuantError
 
 OPS = ("input", "conv2d", "linear", "add", "maxpool2d", "avgpool2d", "flatten", "concat", "clamp",
        "matmul", "layernorm", "gelu", "softmax", "reshape", "transpose", "pointwise", "mul",
-       "resize", "conv_transpose2d", "slice", "lrn")
+       "resize", "conv_transpose2d", "slice", "lrn", "sub", "constant")
 WEIGHTED_OPS = ("conv2d", "linear")
 # Transposed convolutions: weighted like conv2d, but kept out of WEIGHTED_OPS so calibration
 # steps written for conv2d / linear leave them at their fitted weights. Their weight is stored
@@ -66,12 +66,14 @@ class LayerRecord:
             slice: ``axis`` (>= 1), ``start``, ``stop`` (0 <= start < stop <= size; step 1; one
             output of torch.split / chunk, or a basic-slicing getitem). lrn (local response
             norm across channels, torch's F.local_response_norm): ``size``, ``alpha``,
-            ``beta``, ``k``.
+            ``beta``, ``k``.  sub: none (``a - b``, equal shapes).  constant: none (a constant
+            operand of an element-wise op, quantized like an activation; its input is the graph
+            input, read only for the batch size).
         weight: float32, conv (K, C/groups, R, S), linear (out, in), layernorm gamma (C,);
             conv_transpose2d (K, C/groups, R, S) output-channel major: torch's (C, K/groups, R,
             S) with ``w[g*K/groups + o, i] = w_torch[g*C/groups + i, o]``, so axis 0 is the
             output channel (per-channel quantization, BatchNorm folding) as for conv2d;
-            None for other ops.
+            constant: the float32 value (1, ...), broadcast over the batch; None for other ops.
         bias: float32 (K,) or None (no bias and no folded BatchNorm); layernorm beta (C,).
         activation: (lo, hi) clamp fused into the output of a conv2d / linear / add / mul, e.g. ReLU
             (0, inf), ReLU6 (0, 6); None if no activation was fused.

@@ -285,8 +285,9 @@ def to_torch(proto) -> fx.GraphModule:
             lo = a.get("min", env[ins[1]] if len(ins) > 1 and ins[1] else -np.inf)
             hi = a.get("max", env[ins[2]] if len(ins) > 2 and ins[2] else np.inf)
             out = module(node, nn.Hardtanh(float(lo), float(hi)), act(node, 0))
-        elif op in ("Add", "Sum", "Mul") and not any(const_ins):
-            fn = operator.mul if op == "Mul" else operator.add
+        elif op in ("Add", "Sum", "Mul", "Sub") and not any(const_ins) and (
+                op != "Sub" or len(ins) == 2):
+            fn = {"Mul": operator.mul, "Sub": operator.sub}.get(op, operator.add)
             out = act(node, 0)
             for i in range(1, len(ins)):
                 out = g.call_function(fn, (out, act(node, i)))
@@ -346,6 +347,8 @@ def to_torch(proto) -> fx.GraphModule:
             out = g.call_function(torch.flatten, (act(node, 0), 1))
         elif op == "Reshape":
             shape = [int(d) for d in env[ins[1]]]
+            if -1 in shape[1:] and shapes.get(node.output[0]):  # the inferred size instead
+                shape = [int(d) for d in shapes[node.output[0]]]
             out = (g.call_function(torch.flatten, (act(node, 0), 1)) if len(shape) == 2
                    else g.call_method("reshape", (act(node, 0), -1, *shape[1:])))
         elif op == "Transpose":
@@ -398,16 +401,18 @@ def to_torch(proto) -> fx.GraphModule:
                 "scale_factor": (float(scales[2]), float(scales[3])), "mode": "nearest"})
         elif op in ("Add", "Sub", "Mul", "Div") and sum(const_ins) == 1 and len(ins) == 2:
             # a constant operand that folds into no conv / dense layer: the torch op with the
-            # constant as a buffer (capture: a per-channel affine, a depthwise 1x1 conv)
+            # constant as a buffer (capture: a per-channel affine, a depthwise 1x1 conv; any
+            # other constant that broadcasts onto the tensor: a constant record of its own)
             ci = const_ins.index(True)
             c_shape, x_shape = np.shape(env[ins[ci]]), shapes.get(ins[1 - ci], [])
-            padded = (1,) * (len(x_shape) - len(c_shape)) + tuple(c_shape)
-            if len(padded) != len(x_shape) or len(x_shape) < 2 or any(
-                    d != 1 for i, d in enumerate(padded) if i != 1) or padded[1] not in (
-                    1, x_shape[1]):
+            try:
+                fits = tuple(np.broadcast_shapes(c_shape, tuple(x_shape))) == tuple(x_shape)
+            except ValueError:
+                fits = False
+            if len(x_shape) < 2 or not fits:
                 raise OnnxToTorchError(f"ONNX {op} {node.name!r}: a constant of shape "
-                                       f"{tuple(c_shape)} on a tensor {tuple(x_shape)} is not a "
-                                       "scalar or per-channel (C, 1, 1) constant")
+                                       f"{tuple(c_shape)} does not broadcast onto the tensor "
+                                       f"{tuple(x_shape)}")
             buf = f"const{len(root._buffers)}"
             root.register_buffer(buf, torch.from_numpy(np.array(env[ins[ci]], dtype=np.float32)))
             operands = [None, None]

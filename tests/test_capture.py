@@ -176,7 +176,7 @@ def test_unsupported_op_names_op_and_module_path(model, op, path):
 def test_add_of_constant_is_unsupported_and_other_reshapes_keep_a_free_leading_dim():
     class AddConst(nn.Module):
         def forward(self, x):
-            return x + torch.ones(2, 2)  # not per channel (a scalar is a per-channel affine)
+            return x + torch.ones(3, 2, 2, 2)  # varies over the batch: refused
 
     class Reshape(nn.Module):
         def forward(self, x):

@@ -429,8 +429,9 @@ class _Fn(nn.Module):
      r"'nearest-exact' \(an index gather\) and 'bilinear'"),
     (_Fn(lambda x: F.interpolate(x, scale_factor=2, mode="bilinear", antialias=True)),
      r"interpolate' at module path 'tail'.*antialias=True"),
-    (_Fn(lambda x: x * torch.ones(6, 6)),
-     r"at module path 'tail'.*mul of a tensor \(\d, 4, 6, 6\) and a constant of shape \(6, 6\)"),
+    (_Fn(lambda x: x * torch.ones(3, 1, 6, 6)),
+     r"at module path 'tail'.*mul of a tensor \(\d, 4, 6, 6\) and a constant of shape "
+     r"\(3, 1, 6, 6\)"),
     (_Fn(lambda x: x * x.mean(dim=(2, 3), keepdim=True)), r"'Tensor.mean' at module path 'tail'"),
     (_Fn(lambda x: x.expand(2, 4, 6, 6) + x), r"expand / expand_as is captured only as the "
                                               r"operand of an element-wise multiply"),

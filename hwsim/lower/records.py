@@ -279,3 +279,35 @@ def _lower_lrn(ctx: LoweringContext, rec) -> Node:
 
 register_record_lowering("slice", _lower_slice)
 register_record_lowering("lrn", _lower_lrn)
+
+
+def _lower_sub(ctx: LoweringContext, rec) -> Node:
+    """a - b: the residual add's multipliers M_a = s_a / s_y, M_b = s_b / s_y on a common shift,
+    the second term subtracted (hwsim.ops.sub); integer-only, so dyadic requantization only."""
+    if ctx.requant is not RequantMode.DYADIC:
+        raise ProgramError(f"layer {rec.name!r} ({rec.module_path}): sub (a - b) is lowered only "
+                           "with requant='dyadic'; no float32 (ONNX Runtime) order is defined")
+    a, b = (ctx.tq(s) for s in rec.inputs)
+    out = ctx.tq(rec.name)
+    try:
+        m_a, m_b, shift = dyadic_multiplier_pair(a.scale / out.scale, b.scale / out.scale)
+    except KernelError as exc:
+        raise ProgramError(f"layer {rec.name!r} ({rec.module_path}): {exc}") from None
+    attrs = {"input_zero_points": [a.zero_point, b.zero_point],
+             "requant": ctx.requant_attrs(rec, out)}
+    arrays = {"rq_multiplier": np.array([m_a, m_b], dtype=np.int64),
+              "rq_shift": np.array([shift], dtype=np.int64)}
+    return ctx.node(rec, "sub", out, attrs, arrays)
+
+
+def _lower_constant(ctx: LoweringContext, rec) -> Node:
+    """The record's float constant (1, ...) as codes on its own output grid (the fake-quant
+    model's rounding: clamp(rint(c / s) + zp) in float64)."""
+    out = ctx.tq(rec.name)
+    codes = np.asarray(ctx.qm.act_params(rec.name).quantize(
+        np.asarray(rec.weight, dtype=np.float32)), dtype=np.int64)
+    return ctx.node(rec, "constant", out, {}, {"codes": codes.astype(out.dtype)})
+
+
+register_record_lowering("sub", _lower_sub)
+register_record_lowering("constant", _lower_constant)

@@ -8,3 +8,4 @@ from hwsim.ops import float_island  # noqa: F401,E402  (ONNX float ops run in fl
 from hwsim.ops import conv_transpose  # noqa: F401,E402  (transposed conv)
 from hwsim.ops import group  # noqa: F401,E402  (group-wise weights: a scale per block)
 from hwsim.ops import lrn  # noqa: F401,E402  (local response norm, float64 vector op)
+from hwsim.ops import sub  # noqa: F401,E402  (tensor - tensor, constant operands)
