@@ -167,9 +167,9 @@ def test_slice_node_checks_its_attributes():
         check_program(program)
 
 
-def test_lrn_is_refused_with_its_reason():
-    steps = [("LRN", [], {"size": 3, "alpha": 1e-4, "beta": 0.75}, 1)]
-    _refused(steps, r"node 'lrn0' \(LRN\): LRN is not imported: .*not reproduced bit for bit")
+def test_lrn_with_integer_beta_is_refused_with_its_reason():
+    steps = [("LRN", [], {"size": 3, "alpha": 1e-4, "beta": 2.0}, 1)]
+    _refused(steps, r"node 'lrn0' \(LRN\): LRN with an integer beta \(2\) is not imported")
 
 
 # --- the index arithmetic, against numpy and ONNX Runtime --------------------------------------

@@ -35,7 +35,7 @@ does; "fma" rounds a·b + c once. Each order was measured against onnxruntime 1.
   s += x[0..a-1] in order, then the values after the last whole packet in order; with fewer,
   s = x[0] + x[1] + ... in order.
 - Flatten, Reshape, Identity: the values unchanged. Transpose, Split, Squeeze, Unsqueeze,
-  MaxPool (exact) and Sum of N inputs (left to right): `float_island_ops`.
+  MaxPool (exact) and Sum of N inputs (left to right): `float_island_ops`. LRN: `lrn_f32`.
 
 Functions take the op's inputs (float32 arrays, or None for an omitted optional input) and its
 ONNX attributes; `FLOAT_OPS` maps each op type to its fast (vectorized numpy) and reference
@@ -57,6 +57,7 @@ from hwsim.kernels.conv_transpose_f32 import (onnx_conv_transpose,
                                              onnx_conv_transpose_reference)
 from hwsim.kernels.float_island_errors import FloatIslandError
 from hwsim.kernels.fma import fma_f32
+from hwsim.kernels.lrn_f32 import onnx_lrn, onnx_lrn_reference
 from hwsim.kernels.resize_linear_ort import onnx_resize, onnx_resize_reference
 from hwsim.kernels.mlas_float import (LOGISTIC_ALPHA, LOGISTIC_BETA, LOGISTIC_RANGE,
                                       leaky_relu_f32, logistic_f32)
@@ -703,6 +704,7 @@ FLOAT_OPS: dict[str, FloatOpSpec] = {
     # W and B are constants (QDQ: DequantizeLinear of constants); order: conv_transpose_f32
     "ConvTranspose": _spec(2, 3, onnx_conv_transpose, onnx_conv_transpose_reference, (1, 2)),
     "Resize": _spec(1, 4, onnx_resize, onnx_resize_reference, (1, 2, 3)),  # resize_linear_ort
+    "LRN": _spec(1, 1, onnx_lrn, onnx_lrn_reference),  # lrn_f32 (Eigen's packet pow)
 }
 
 

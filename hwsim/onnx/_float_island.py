@@ -281,16 +281,14 @@ def _wrap(original):
     return handler
 
 
-# Measured against onnxruntime 1.32 (C = 1, size = 1, so scale = f32(bias + f32(alpha·x²))
-# exactly): its pow(scale, -beta) is up to 1 ulp below a correctly rounded pow on about 20% of
-# inputs, and differs from libm's powf, from exp(b·log(s)) / exp2(b·log2(s)) in float32 and from
-# a transcription of Eigen 3.4's generic_pow; so LRN is refused rather than imported inexactly.
-LRN_REFUSAL = ("LRN is not imported: ONNX Runtime's float32 pow(scale, -beta) (Eigen) is not "
-               "reproduced bit for bit")
-
-
-def _refuse_lrn(imp, node, ins):
-    raise imp.model.fail(node, LRN_REFUSAL)
+def _lrn_op(imp, node, ins):
+    """LRN joins an island (hwsim.kernels.lrn_f32); an integer beta is refused here, at import
+    (ONNX Runtime's integer-exponent pow is another Eigen path, not reproduced)."""
+    beta = float(attributes(node).get("beta", 0.75))
+    if beta.is_integer():
+        raise imp.model.fail(node, f"LRN with an integer beta ({beta:g}) is not imported: "
+                             "ONNX Runtime's integer-exponent pow is not reproduced bit for bit")
+    return _island_op(imp, node, ins)
 
 
 def with_float_islands(handlers: dict) -> dict:
@@ -305,7 +303,7 @@ def with_float_islands(handlers: dict) -> dict:
     for op, spec in FLOAT_OPS.items():
         most = spec.most if spec.most < 2 ** 16 else None  # None: variadic (Sum)
         table.setdefault(("", op), (_island_op, spec.fewest, most))
-    table.setdefault(("", "LRN"), (_refuse_lrn, 1, 1))
+    table[("", "LRN")] = (_lrn_op, 1, 1)
     _, fewest, most = table[("", "QuantizeLinear")]
     table[("", "QuantizeLinear")] = (quantize_linear, fewest, most)
     return table
