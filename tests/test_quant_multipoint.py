@@ -523,6 +523,25 @@ def test_worst_channel_gets_the_point_first_and_each_pop_is_the_worst(layer):
     assert alloc.params.extra_points == 15 and alloc.spent == 15
 
 
+def test_a_given_ladder_is_used_as_is_and_checked(layer):
+    """allocate_points with the "best" search and the caller's ladder gives the allocation it
+    fits itself; a ladder of another weight or format is refused."""
+    w, x = layer
+    fmt = MultipointFormat(3, 3)
+    assert fmt.search == "best"
+    stats = CalibrationStats.from_inputs(x)
+    ladder = fit_multipoint_ladder(w, fmt)
+    own, given = (allocate_points(w, fmt, stats, budget=15, ladder=lad) for lad in (None, ladder))
+    np.testing.assert_array_equal(own.params.codes, given.params.codes)
+    np.testing.assert_array_equal(own.params.scales, given.params.scales)
+    np.testing.assert_array_equal(own.order, given.order)
+    for wrong in (fit_multipoint_ladder(w * 2, fmt),
+                  fit_multipoint_ladder(w, MultipointFormat(3, 2)),
+                  "ladder"):
+        with pytest.raises(QuantError, match="'ladder' must be fit_multipoint_ladder"):
+            allocate_points(w, fmt, stats, budget=15, ladder=wrong)
+
+
 def test_a_point_that_raises_its_channels_output_error_is_not_kept():
     # Small layer with badly scaled inputs where the weight-space refit of channel 1 raises its
     # output error with a second point.

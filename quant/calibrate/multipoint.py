@@ -55,8 +55,8 @@ from quant.calibrate.multipoint_budget import LayerSteps, layer_steps, share
 from quant.calibrate.multipoint_inputs import layer_input_stats
 from quant.calibrate.state import CalibrationState
 from quant.errors import QuantError
-from quant.formats.multipoint import (MultipointFormat, MultipointParams, fit_multipoint_ladder,
-                                      weight_rows)
+from quant.formats.multipoint import (MultipointFormat, MultipointLadder, MultipointParams,
+                                      fit_multipoint_ladder, weight_rows)
 from quant.formats.multipoint_points import CalibrationStats, allocate_points
 from quant.graph import WEIGHTED_OPS
 
@@ -162,6 +162,7 @@ class PointPlanner:
         threshold: the relative threshold (see the module docstring) or None.
         stats: layer -> ``CalibrationStats`` of its float inputs (empty before ``with_data``).
         steps: layer -> ``LayerSteps``, its extra points in greedy order with their benefits.
+        ladders: layer -> its ``MultipointLadder`` (kept so ``assign`` does not fit it again).
     """
 
     state: CalibrationState
@@ -169,6 +170,7 @@ class PointPlanner:
     threshold: float | None
     stats: Mapping[str, CalibrationStats] = field(default_factory=dict)
     steps: Mapping[str, LayerSteps] = field(default_factory=dict)
+    ladders: Mapping[str, MultipointLadder] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, state: CalibrationState, threshold: float | None) -> PointPlanner:
@@ -184,9 +186,11 @@ class PointPlanner:
     def with_data(self, data: Iterable[torch.Tensor]) -> PointPlanner:
         """Steps 1-2 on the calibration batches ``data``."""
         stats = layer_input_stats(self.state.graph, self.names, data)
-        steps = {n: _steps(self.state.graph[n].weight, self.fmt(n), stats[n], self.threshold)
-                 for n in self.names}
-        return dataclasses.replace(self, stats=stats, steps=steps)
+        ladders = {n: fit_multipoint_ladder(self.state.graph[n].weight, self.fmt(n))
+                   for n in self.names if self.fmt(n).max_points > 1}
+        steps = {n: _steps(self.state.graph[n].weight, self.fmt(n), stats[n], self.threshold,
+                           ladders.get(n)) for n in self.names}
+        return dataclasses.replace(self, stats=stats, steps=steps, ladders=ladders)
 
     def fmt(self, name: str) -> MultipointFormat:
         return self.state.config.weight_format(name)
@@ -229,18 +233,19 @@ class PointPlanner:
             limit = None if self.threshold is None else (
                 self.threshold * steps[n].norm / self.channels(n))
             fixed[n] = allocate_points(self.state.graph[n].weight, self.fmt(n), self.stats[n],
-                                       budget=counts[n], threshold=limit).params
+                                       budget=counts[n], threshold=limit,
+                                       ladder=self.ladders.get(n)).params
         return self.state.replace(weight_params=fixed)
 
 
 def _steps(w: np.ndarray, fmt: MultipointFormat, stats: CalibrationStats,
-           threshold: float | None) -> LayerSteps:
-    """The layer's greedy order of extra points and their benefits (``layer_steps``)."""
+           threshold: float | None, ladder: MultipointLadder | None) -> LayerSteps:
+    """The layer's greedy order of extra points and their benefits (``layer_steps``), from
+    its ladder (``fit_multipoint_ladder(w, fmt)``; None when max_points is 1)."""
     rows = w.reshape(w.shape[0], -1).astype(np.float64)
     power = stats.mean_square(rows)
-    if fmt.max_points == 1:
+    if ladder is None:
         return layer_steps(np.zeros((rows.shape[0], 1)), power, threshold)
-    ladder = fit_multipoint_ladder(w, fmt)
     errors = np.stack([stats.mean_square(ladder.residual(n))
                        for n in range(1, fmt.max_points + 1)], axis=1)
     return layer_steps(errors, power, threshold)

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from quant.errors import QuantError
-from quant.formats.multipoint import (MultipointFormat, MultipointParams, assemble_params,
-                                      weight_rows)
+from quant.formats.multipoint import (MultipointFormat, MultipointLadder, MultipointParams,
+                                      assemble_params, weight_rows)
 from quant.formats.multipoint_fit import greedy_ladder, greedy_step
 
 # Input rows converted to float64 at a time when accumulating second moments.
@@ -217,7 +217,8 @@ def _affordable(budget: object, costs: np.ndarray, priced: bool) -> int:
 
 def allocate_points(w: np.ndarray, fmt: MultipointFormat, inputs: CalibrationStats, *,
                     budget: object = None, cost: CostSpec = None,
-                    threshold: float | None = None) -> PointAllocation:
+                    threshold: float | None = None,
+                    ladder: MultipointLadder | None = None) -> PointAllocation:
     """Fit ``w`` (K, ...) with one point per channel, then give extra points (at most
     ``fmt.max_points`` per channel) to the channels with the largest output error.
 
@@ -233,6 +234,8 @@ def allocate_points(w: np.ndarray, fmt: MultipointFormat, inputs: CalibrationSta
             or a callable ``m -> cost`` (m = 1, 2, ...), finite and >= 0.
         threshold: stop once the largest channel error is at most this (>= 0).  None: 0, i.e.
             spend the budget unless every channel is exact.
+        ladder: with the search "best", ``fit_multipoint_ladder(w, fmt)`` if the caller has it
+            already (it is then not fitted again); ignored by the other searches.
     Ties go to the lower channel index.  A channel's next point is fitted only when it is
     chosen (the greedy step of ``multipoint_fit`` on that row), so the cost is one point per
     channel plus one single-row step per extra point (with the search "best": the whole ladder
@@ -267,8 +270,17 @@ def allocate_points(w: np.ndarray, fmt: MultipointFormat, inputs: CalibrationSta
         return greedy_step(rows[sel], codes[sel, :n], scales[sel, :n], residual[sel],
                            fmt.levels, fmt.search, fmt.refit, fmt.grid_points, fmt.kernel)
 
-    ladder = None if fmt.search != "best" else greedy_ladder(
-        rows, fmt.levels, p, fmt.search, fmt.refit, fmt.grid_points, fmt.kernel)
+    if fmt.search != "best":
+        ladder = None
+    elif ladder is None:
+        ladder = greedy_ladder(rows, fmt.levels, p, fmt.search, fmt.refit, fmt.grid_points,
+                               fmt.kernel)
+    elif not isinstance(ladder, MultipointLadder) or ladder.fmt != fmt or (
+            ladder.weight.shape != rows.shape or not np.array_equal(ladder.weight, rows)):
+        raise QuantError("allocate_points: 'ladder' must be fit_multipoint_ladder of this weight "
+                         "and format")
+    else:
+        ladder = (ladder.codes, ladder.scales)
 
     codes = np.zeros((k, p, d), dtype=np.int8)
     scales = np.zeros((k, p), dtype=np.float64)
