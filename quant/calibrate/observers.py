@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from quant.binary_input import BinaryInput
+from quant.calibrate.constant_grid import exact_grid_params
 from quant.errors import CalibrationError, QuantError
 from quant.execute import float_params, run_graph
 from quant.formats import IntFormat, QuantParams, fit_binary, fit_int_params
@@ -114,7 +115,9 @@ def calibrate(graph: LayerGraph, batches: Iterable[torch.Tensor], fmt: IntFormat
               ) -> tuple[dict[str, QuantParams], dict[str, np.ndarray]]:
     """``calibrate_activations`` plus, for every layer whose input binarizer uses running
     scales, those scales (k,) in real units: (act params, layer name -> scales).
-    ``layer_formats`` overrides ``fmt`` for the outputs of the named records."""
+    ``layer_formats`` overrides ``fmt`` for the outputs of the named records.  A ``constant``
+    record whose values lie on a grid its format can hold gets the parameters that store it
+    exactly (``quant.calibrate.constant_grid``) instead of its observer's fit."""
     names = [r.name for r in graph if r.op in REQUANTIZING_OPS]
     formats = layer_formats or {}
     observers = {name: ActivationObserver(formats.get(name, fmt), reservoir_size, seed + i)
@@ -146,5 +149,10 @@ def calibrate(graph: LayerGraph, batches: Iterable[torch.Tensor], fmt: IntFormat
         n_batches += 1
     if n_batches == 0:
         raise CalibrationError("calibration_data is empty; pass at least one batch")
-    return ({name: obs.params() for name, obs in observers.items()},
-            {name: obs.scales() for name, obs in running.items()})
+    params = {name: obs.params() for name, obs in observers.items()}
+    for name in params:
+        rec = graph[name]
+        if rec.op == "constant" and rec.weight is not None:
+            exact = exact_grid_params(rec.weight, formats.get(name, fmt))
+            params[name] = params[name] if exact is None else exact
+    return params, {name: obs.scales() for name, obs in running.items()}
