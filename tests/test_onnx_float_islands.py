@@ -236,6 +236,14 @@ class Island:
         theirs = _session(self.codes_model).run(None, dict(zip(names, codes)))[0]
         return node, ordered, ours, theirs
 
+    def fast_equals_reference(self, rng) -> bool:
+        """The imported island node's fast kernel and its reference agree on random codes."""
+        node = self.node()
+        codes = _in_node_order(node, self.codes(rng))
+        fast, _ = execute_node(node, codes)
+        ref, _ = execute_node(node, codes, backend="reference")
+        return np.array_equal(fast, ref)
+
 
 def _n(op, ins, out="f", **attrs):
     return helper.make_node(op, ins, [out], **attrs)
@@ -430,11 +438,7 @@ def test_fast_kernels_equal_their_references(name):
         qa, qb, qy = _scales(rng, 1, dtype)
         c = consts(rng, shape[1]) if callable(consts) else consts
         island = Island(nodes, c, second, dtype, shape, qa, qb, qy, opset)
-        node = island.node()
-        codes = _in_node_order(node, island.codes(rng))
-        fast, _ = execute_node(node, codes)
-        ref, _ = execute_node(node, codes, backend="reference")
-        assert np.array_equal(fast, ref)
+        assert island.fast_equals_reference(rng)
 
 
 def test_sums_equal_their_references_at_every_alignment():

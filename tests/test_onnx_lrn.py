@@ -23,14 +23,12 @@ pytest.importorskip("onnxruntime", reason="onnxruntime is in the 'onnx' extra; i
 
 from onnx import TensorProto, helper  # noqa: E402
 
-from hwsim.executor import execute_node  # noqa: E402
 from hwsim.kernels.float_island_errors import FloatIslandError  # noqa: E402
 from hwsim.kernels.lrn_f32 import (onnx_lrn, onnx_lrn_reference, pow_f32,  # noqa: E402
                                    pow_f32_reference)
 from hwsim.onnx import OnnxImportError, load_onnx_program  # noqa: E402
 from tests._onnx_helpers import model_bytes, session  # noqa: E402
-from tests.test_onnx_float_islands import (Island, Tally, _in_node_order, _n,  # noqa: E402
-                                           _scales, _ties)
+from tests.test_onnx_float_islands import Island, Tally, _n, _scales, _ties  # noqa: E402
 
 F32 = np.float32
 DTYPES = [np.uint8, np.int8]
@@ -144,11 +142,7 @@ def test_fast_lrn_island_equals_its_reference():
         qa, qb, qy = _scales(rng, 1, dtype)
         island = Island(_islands(5, 1e-4, 0.75, 1.0, True), {}, None, dtype, (1, 6, 7, 5),
                         qa, qb, qy, 13)
-        node = island.node()
-        codes = _in_node_order(node, island.codes(rng))
-        fast, _ = execute_node(node, codes)
-        ref, _ = execute_node(node, codes, backend="reference")
-        assert np.array_equal(fast, ref)
+        assert island.fast_equals_reference(rng)
 
 
 def test_integer_beta_is_refused_at_import_naming_the_node():
