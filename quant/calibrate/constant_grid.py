@@ -11,10 +11,11 @@ Candidate steps, coarsest first: the greatest common divisor of the values as bi
 0.5 / 1.5 / 2.5), then ``d / m`` for ``m = 1 .. MAX_DIVISOR`` with ``d`` the smallest gap between
 the sorted distinct values and 0 (0 is included so that the zero point is a code), which also
 finds decimal grids such as 0.1 / 0.2 / 0.3 whose float32 values are not exact multiples of one
-binary step.  A step is accepted when ``float32(rint(v / step) · step) == v`` for every value ``v`` (the fake-quant
-model's and the integer program's dequantized constant equal the float one bit for bit) and
-the codes, zero point included, fit ``[fmt.qmin, fmt.qmax]``.  The first (coarsest) accepted step
-is returned; every accepted step is exact, so none is better than another for the constant.
+binary step.  A step is accepted when ``float32(rint(v / step) · step) == v`` for every value
+``v`` (the fake-quant model's and the integer program's dequantized constant equal the float one
+bit for bit) and the codes, zero point included, fit ``[fmt.qmin, fmt.qmax]``.  The first
+(coarsest) accepted step is returned; every accepted step is exact, so none is better than
+another for the constant.
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ def _zero_point(lo: int, hi: int, fmt: IntFormat) -> int | None:
 
 def _binary_gcd(v32: np.ndarray) -> float | None:
     """The largest step of which every nonzero float32 in ``v32`` is an integer multiple, as
-    the float64 ``g · 2^e`` (None when the values span more than 2^52 of each other's units)."""
+    the float64 ``g · 2^e``; None when the values' binary exponents differ by more than 28
+    (their multiples of the finest unit would not fit float64's 53-bit significand)."""
     nonzero = v32[v32 != 0].astype(np.float64)
     mantissa, exponent = np.frexp(nonzero)              # v = mantissa · 2^exponent
     units = (mantissa * 2.0**24).astype(np.int64)       # exact: float32 has 24 mantissa bits
